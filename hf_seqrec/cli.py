@@ -1,0 +1,99 @@
+"""Entry points behind ``scripts/finetune.py`` and ``scripts/evaluate.py``.
+
+A user mistake (bad data, bad option, an output directory in use) ends the process with a
+one-paragraph message and exit status 2, not a traceback; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .data.errors import DataValidationError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (DataValidationError, FileNotFoundError)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from .training.config import ConfigError
+    from .hub.push import PushError
+    from .training.trainer import OutputDirError
+
+    return USER_ERRORS + (ConfigError, OutputDirError, PushError)
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main`` and turn user mistakes into a clear message and exit status 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return main(argv)
+    except _user_error_types() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def finetune_main(argv: list[str] | None = None) -> int:
+    from .training.config import config_from_args
+    from .training.trainer import train
+
+    config = config_from_args(argv, description="Fine-tune a next-item recommender (LoRA on a pretrained LM) with accelerate.")
+    results = train(config)
+    if config.push_to_hub:
+        from .hub.push import push_checkpoint
+
+        push_checkpoint(config.output_dir, config.hub_model_id)
+    print(json.dumps({"test": {k: results["test"][k] for k in ("ndcg@10", "hr@10", "mrr")}, "output_dir": config.output_dir}))
+    return 0
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Evaluate a hf_seqrec checkpoint with the full-ranking protocol.")
+    parser.add_argument("--model", required=True, help="checkpoint directory or Hub id")
+    parser.add_argument("--config", help="YAML data options (default: the checkpoint's training_config.yaml)")
+    parser.add_argument("--dataset", help="override the dataset (built-in name or interactions file)")
+    parser.add_argument("--split", choices=("validation", "test"), default="test")
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--max_users", type=int, default=None, help="evaluate the first N users only")
+    parser.add_argument("--bootstrap_samples", type=int, default=1000)
+    parser.add_argument("--output", help="write the metrics JSON here (default: print only)")
+    args = parser.parse_args(argv)
+
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    from .data.collator import NextItemCollator
+    from .data.prepare import prepare_data
+    from .evaluation.evaluator import evaluate_ranking
+    from .evaluation.ranking import PROTOCOL
+    from .io_utils import write_json_atomic
+    from .modeling import SeqRecForNextItem
+    from .training.config import FinetuneConfig
+
+    model = SeqRecForNextItem.from_pretrained(args.model)
+    config_file = args.config or (Path(args.model) / "training_config.yaml")
+    overrides = {"dataset": args.dataset} if args.dataset else {}
+    config = FinetuneConfig.from_yaml(config_file, **overrides) if Path(config_file).is_file() else FinetuneConfig(**overrides)
+    prepared = prepare_data(config.data_config())
+    if model.item_catalog is not None and model.item_catalog.item_ids != prepared.catalog.item_ids:
+        raise DataValidationError(
+            "the dataset's item catalogue differs from the one the model was trained on",
+            source=str(config.dataset), expected=f"the {len(model.item_catalog)} items of {args.model}",
+            found=f"{len(prepared.catalog)} items",
+        )
+    split = prepared.splits[args.split]
+    if args.max_users is not None:
+        split = split.select(range(min(args.max_users, len(split))))
+    accelerator = Accelerator(mixed_precision="no")
+    loader = accelerator.prepare(DataLoader(split, batch_size=args.batch_size, collate_fn=NextItemCollator(model.config.max_len)))
+    model = model.to(accelerator.device)
+    metrics = evaluate_ranking(model, loader, accelerator, n_bootstrap=args.bootstrap_samples)
+    payload = {"protocol": PROTOCOL, args.split: metrics, "n_users": metrics["n_users"], "n_items": len(prepared.catalog), "model": str(args.model)}
+    if args.output and accelerator.is_main_process:
+        write_json_atomic(args.output, payload)
+    accelerator.print(json.dumps({args.split: {k: metrics[k] for k in ("ndcg@10", "hr@10", "mrr")}}))
+    return 0

@@ -1,0 +1,52 @@
+"""Full-catalogue evaluation of any model that returns next-item logits, on one or many processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .ranking import full_ranking_metrics, target_ranks
+
+
+@torch.no_grad()
+def rank_targets(model: torch.nn.Module, dataloader: DataLoader, accelerator: Any | None = None) -> np.ndarray:
+    """1-based rank of every user's target among all catalogue items, history masked.
+
+    With an ``accelerate.Accelerator`` the dataloader may be sharded across processes; ranks are
+    collected with ``gather_for_metrics``, which drops the samples padded onto the last batch,
+    so every process returns the ranks of every user exactly once, in dataset order.
+    """
+    was_training = model.training
+    model.eval()
+    ranks = []
+    for batch in dataloader:
+        device = batch["input_item_ids"].device
+        logits = model(
+            input_item_ids=batch["input_item_ids"],
+            attention_mask=batch["attention_mask"],
+            return_logits=True,
+        ).logits
+        batch_ranks = target_ranks(logits, batch["targets"].to(device), batch["seen_items"].to(device))
+        if accelerator is not None:
+            batch_ranks = accelerator.gather_for_metrics(batch_ranks)
+        ranks.append(batch_ranks.cpu())
+    model.train(was_training)
+    if not ranks:
+        return np.zeros(0, dtype=np.int64)
+    return torch.cat(ranks).numpy().astype(np.int64)
+
+
+def evaluate_ranking(
+    model: torch.nn.Module,
+    dataloader: DataLoader,
+    accelerator: Any | None = None,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """HR@K, NDCG@K and MRR (K in 1, 5, 10, 20) with bootstrap 95% intervals over users."""
+    ranks = rank_targets(model, dataloader, accelerator)
+    return full_ranking_metrics(ranks, n_bootstrap=n_bootstrap, seed=seed)

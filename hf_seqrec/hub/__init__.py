@@ -1,0 +1,1 @@
+"""Hub upload of checkpoints."""

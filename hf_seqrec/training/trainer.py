@@ -1,0 +1,382 @@
+"""The fine-tuning loop on accelerate: data -> model -> epochs -> best checkpoint -> metrics.
+
+It follows accelerate's ``complete_nlp_example.py``: ``prepare``, ``accumulate``,
+``gather_for_metrics``, ``save_state``/``load_state``. A resumed run skips the batches it has
+already seen with ``skip_first_batches`` and gets its RNG states back from ``load_state``, so it
+continues exactly where the killed run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from ..data.collator import IGNORE_INDEX, NextItemCollator, training_windows
+from ..data.prepare import PreparedData, prepare_data
+from ..evaluation.evaluator import evaluate_ranking
+from ..evaluation.ranking import PROTOCOL
+from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
+from ..modeling import SeqRecForNextItem
+from .config import FinetuneConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "checkpoints"
+LAST_STATE = "last"
+BEST_MODEL_DIR = "best"
+TRAINER_STATE_FILE = "trainer_state.json"
+TRAINABLE_WEIGHTS_FILE = "trainable_weights.safetensors"
+
+
+class OutputDirError(RuntimeError):
+    """The output directory cannot be used as asked (it holds a previous run, or nothing to resume)."""
+
+
+@dataclass
+class TrainerState:
+    """Where the loop is; saved with every checkpoint so a resumed run knows what to skip."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0  # micro-batches of `epoch` already consumed
+    global_step: int = 0  # optimizer steps taken
+    best_ndcg: float = -1.0
+    best_epoch: int = -1
+    epochs_without_improvement: int = 0
+    train_seconds: float = 0.0
+    trained_positions: int = 0  # labelled item positions seen (the "tokens" of this model)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, directory: Path) -> None:
+        write_json_atomic(directory / TRAINER_STATE_FILE, self.__dict__)
+
+    @classmethod
+    def load(cls, directory: Path) -> "TrainerState":
+        return cls(**json.loads((directory / TRAINER_STATE_FILE).read_text(encoding="utf-8")))
+
+
+def check_output_dir(config: FinetuneConfig) -> Path:
+    """Refuse to write over a previous run unless asked to; a failed run never loses user files."""
+    output_dir = Path(config.output_dir)
+    last_state = output_dir / CHECKPOINTS_DIR / LAST_STATE
+    if config.resume:
+        if not (last_state / TRAINER_STATE_FILE).is_file():
+            raise OutputDirError(f"{output_dir}: --resume was given but there is no saved training state in {last_state}")
+        return output_dir
+    if output_dir.exists() and any(output_dir.iterdir()) and not config.overwrite_output_dir:
+        raise OutputDirError(
+            f"{output_dir}: output directory exists and is not empty; pass --overwrite_output_dir to replace "
+            "its run, --resume to continue it, or choose another --output_dir"
+        )
+    return output_dir
+
+
+def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecForNextItem, Any]:
+    model, tokenizer = SeqRecForNextItem.from_backbone(
+        config.backbone,
+        prepared.catalog.texts if config.item_text_init else None,
+        num_items=len(prepared.catalog),
+        max_len=config.max_len,
+        input_mode=config.input_mode,
+        use_lora=config.use_lora,
+        lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        lora_target_modules=config.lora_target_modules,
+        item_embedding_dropout=config.item_embedding_dropout,
+    )
+    model.item_catalog = prepared.catalog
+    return model, tokenizer
+
+
+def build_optimizer(model: SeqRecForNextItem, config: FinetuneConfig) -> torch.optim.Optimizer:
+    """AdamW with the item table in its own group: its own learning rate, no weight decay."""
+    table = [model.item_table.weight]
+    others = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("item_table.")]
+    groups = [
+        {"params": others, "lr": config.learning_rate, "weight_decay": config.weight_decay},
+        {"params": table, "lr": config.item_table_learning_rate or config.learning_rate, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups)
+
+
+def _evaluation_loader(split, config: FinetuneConfig, collator: NextItemCollator) -> DataLoader:
+    if config.eval_max_users is not None:
+        split = split.select(range(min(config.eval_max_users, len(split))))
+    return DataLoader(split, batch_size=config.eval_batch_size, shuffle=False, collate_fn=collator)
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _register_trainable_only_checkpoints(accelerator: Accelerator) -> None:
+    """Make ``save_state`` store only trainable weights (adapter + item table), not the frozen backbone.
+
+    The backbone is rebuilt from its source on resume; writing its 538 MB on every checkpoint
+    would dominate checkpoint time and disk.
+    """
+
+    def save_hook(models: list[torch.nn.Module], weights: list[dict], output_dir: str) -> None:
+        for index, model in enumerate(models):
+            state = _trainable_state(accelerator.unwrap_model(model))
+            if accelerator.is_main_process:
+                save_file(state, Path(output_dir) / f"{index}_{TRAINABLE_WEIGHTS_FILE}")
+        weights.clear()  # nothing left for accelerate's own full-model file
+
+    def load_hook(models: list[torch.nn.Module], input_dir: str) -> None:
+        for index, model in enumerate(models):
+            state = load_file(Path(input_dir) / f"{index}_{TRAINABLE_WEIGHTS_FILE}")
+            missing = accelerator.unwrap_model(model).load_state_dict(state, strict=False).unexpected_keys
+            if missing:
+                raise ValueError(f"{input_dir}: checkpoint weights do not fit the model: {missing[:5]}")
+        models.clear()
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def save_training_state(accelerator: Accelerator, output_dir: Path, state: TrainerState) -> None:
+    """``save_state`` into a temporary directory, then swap it in: a kill never tears a checkpoint."""
+    checkpoints = output_dir / CHECKPOINTS_DIR
+    staging = checkpoints / f".staging-{state.global_step}-{state.epoch}-{state.step_in_epoch}"
+    if accelerator.is_main_process:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state.save(staging)
+        replace_directory(staging, checkpoints / LAST_STATE)
+    accelerator.wait_for_everyone()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def train(config: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune, keep the best epoch by validation NDCG@10, and write the final checkpoint and metrics."""
+    output_dir = check_output_dir(config)
+    mixed_precision = config.mixed_precision
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=config.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        # split_batches: `batch_size` is the global batch, so 1 or N processes see the same
+        # batches and take the same optimizer steps. The seedable sampler makes each epoch's
+        # order a function of (seed, epoch), which is what lets a resumed run skip ahead exactly.
+        dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True, data_seed=config.seed),
+    )
+    if config.batch_size % accelerator.num_processes or config.eval_batch_size % accelerator.num_processes:
+        raise ValueError(
+            f"batch_size ({config.batch_size}) and eval_batch_size ({config.eval_batch_size}) are global batch sizes and "
+            f"must be divisible by the number of processes ({accelerator.num_processes})"
+        )
+    set_seed(config.seed)
+    if accelerator.is_main_process and config.overwrite_output_dir and not config.resume and output_dir.exists():
+        _clear_previous_run(output_dir)
+    accelerator.wait_for_everyone()
+
+    # ---------------------------------------------------------------- data
+    prepared = prepare_data(config.data_config())
+    collator = NextItemCollator(max_len=config.max_len)
+    windows = training_windows(prepared.splits["train"], config.max_len)
+    train_loader = DataLoader(
+        windows, batch_size=config.batch_size, shuffle=True, collate_fn=collator, num_workers=config.num_workers
+    )
+    validation_loader = _evaluation_loader(prepared.splits["validation"], config, collator)
+    test_loader = _evaluation_loader(prepared.splits["test"], config, collator)
+
+    # ---------------------------------------------------------------- model and optimizer
+    model, tokenizer = build_model(config, prepared)
+    optimizer = build_optimizer(model, config)
+    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * config.num_epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = get_scheduler(
+        config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=max(total_steps, 1)
+    )
+    model, optimizer, train_loader, validation_loader, test_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, validation_loader, test_loader, scheduler
+    )
+    _register_trainable_only_checkpoints(accelerator)
+
+    state = TrainerState()
+    if config.resume:
+        last_state = output_dir / CHECKPOINTS_DIR / LAST_STATE
+        accelerator.load_state(str(last_state))
+        state = TrainerState.load(last_state)
+        accelerator.print(f"Resumed from {last_state}: epoch {state.epoch}, step {state.global_step}")
+    elif accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
+    if config.report_to:
+        tracker_config = {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers("hf_seqrec", config=tracker_config)
+
+    # ---------------------------------------------------------------- training
+    stop = state.global_step >= total_steps
+    progress = tqdm(total=total_steps, initial=state.global_step, disable=not accelerator.is_local_main_process, desc="train")
+    while not stop and state.epoch < config.num_epochs:
+        model.train()
+        train_loader.set_epoch(state.epoch)
+        batches = train_loader
+        if state.step_in_epoch:
+            batches = accelerator.skip_first_batches(train_loader, state.step_in_epoch)
+        epoch_start, running_loss, running_batches = time.perf_counter(), 0.0, 0
+        for batch in batches:
+            with accelerator.accumulate(model):
+                labelled = (batch["labels"] != IGNORE_INDEX).sum()
+                global_labelled = accelerator.gather(labelled.reshape(1)).sum()
+                # Divide by the global count / processes: DDP's gradient mean then equals the
+                # gradient of the mean loss over the whole (split) batch.
+                outputs = model(**batch, num_items_in_batch=global_labelled.float() / accelerator.num_processes)
+                accelerator.backward(outputs.loss)
+                if accelerator.sync_gradients and config.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state.step_in_epoch += 1
+            state.trained_positions += int(global_labelled)
+            running_loss += float(accelerator.reduce(outputs.loss.detach(), reduction="mean"))
+            running_batches += 1
+            if accelerator.sync_gradients:
+                state.global_step += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{running_loss / running_batches:.4f}")
+                if config.report_to:
+                    accelerator.log({"train/loss": running_loss / running_batches, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step)
+                if state.global_step >= total_steps:
+                    stop = True
+                if config.checkpoint_every_steps and state.global_step % config.checkpoint_every_steps == 0 and not stop:
+                    state.train_seconds += time.perf_counter() - epoch_start
+                    epoch_start = time.perf_counter()
+                    save_training_state(accelerator, output_dir, state)
+                if stop:
+                    break
+        state.train_seconds += time.perf_counter() - epoch_start
+
+        # ------------------------------------------------------------ validation, best model, early stopping
+        metrics = evaluate_ranking(model, validation_loader, accelerator, n_bootstrap=0)
+        epoch_record = {
+            "epoch": state.epoch + 1,
+            "step": state.global_step,
+            "train_loss": running_loss / max(running_batches, 1),
+            "validation_ndcg@10": metrics["ndcg@10"],
+            "validation_hr@10": metrics["hr@10"],
+        }
+        state.history.append(epoch_record)
+        accelerator.print(
+            f"epoch {epoch_record['epoch']}: loss {epoch_record['train_loss']:.4f}  "
+            f"validation NDCG@10 {metrics['ndcg@10']:.4f}  HR@10 {metrics['hr@10']:.4f}"
+        )
+        if config.report_to:
+            accelerator.log({"validation/ndcg@10": metrics["ndcg@10"], "validation/hr@10": metrics["hr@10"]}, step=state.global_step)
+        if metrics["ndcg@10"] > state.best_ndcg:
+            state.best_ndcg, state.best_epoch, state.epochs_without_improvement = metrics["ndcg@10"], state.epoch + 1, 0
+            if accelerator.is_main_process:
+                with atomic_directory(output_dir / BEST_MODEL_DIR) as staging:
+                    accelerator.unwrap_model(model).save_pretrained(staging)
+        else:
+            state.epochs_without_improvement += 1
+        state.epoch += 1
+        state.step_in_epoch = 0
+        if config.early_stopping_patience and state.epochs_without_improvement >= config.early_stopping_patience:
+            accelerator.print(f"Early stopping: no better validation NDCG@10 for {config.early_stopping_patience} epochs")
+            stop = True
+        save_training_state(accelerator, output_dir, state)
+    progress.close()
+
+    # ---------------------------------------------------------------- final evaluation of the best epoch
+    accelerator.wait_for_everyone()
+    best = SeqRecForNextItem.from_pretrained(output_dir / BEST_MODEL_DIR).to(accelerator.device)
+    validation = evaluate_ranking(best, validation_loader, accelerator, n_bootstrap=config.bootstrap_samples)
+    test = evaluate_ranking(best, test_loader, accelerator, n_bootstrap=config.bootstrap_samples)
+    results = _metrics_payload(config, prepared, state, validation, test, accelerator.num_processes)
+    if accelerator.is_main_process:
+        _export_final_checkpoint(output_dir, best, tokenizer, results, config)
+    accelerator.print(
+        f"test NDCG@10 {test['ndcg@10']:.4f}  HR@10 {test['hr@10']:.4f}  MRR {test['mrr']:.4f}  "
+        f"({test['n_users']} users, {len(prepared.catalog)} items; best epoch {state.best_epoch})"
+    )
+    accelerator.end_training()
+    return results
+
+
+def _metrics_payload(config, prepared, state, validation, test, num_processes) -> dict[str, Any]:
+    protocol = dict(PROTOCOL)
+    protocol["dataset"] = config.dataset
+    protocol["k_core"] = config.k_core
+    protocol["max_len"] = config.max_len
+    if config.eval_max_users is not None:
+        protocol["subset"] = f"first {config.eval_max_users} users only (eval_max_users); not comparable to full runs"
+    return {
+        "protocol": protocol,
+        "validation": validation,
+        "test": test,
+        "n_users": prepared.report.get("n_users"),
+        "n_users_evaluated": test["n_users"],
+        "n_users_too_short": prepared.report.get("n_users_too_short"),
+        "n_items": len(prepared.catalog),
+        "data_report": prepared.report,
+        "training": {
+            "backbone": config.backbone,
+            "best_epoch": state.best_epoch,
+            "epochs_run": state.epoch,
+            "optimizer_steps": state.global_step,
+            "train_seconds": round(state.train_seconds, 2),
+            "trained_positions": state.trained_positions,
+            "positions_per_second": round(state.trained_positions / state.train_seconds, 2) if state.train_seconds else None,
+            "num_processes": num_processes,
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "history": state.history,
+        },
+    }
+
+
+def _export_final_checkpoint(output_dir: Path, model: SeqRecForNextItem, tokenizer, results: dict, config: FinetuneConfig) -> None:
+    """Write the best model, tokenizer and metrics at the top of ``output_dir``, each file atomically."""
+    with atomic_directory(output_dir / ".final") as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    final = output_dir / ".final"
+    for entry in final.iterdir():
+        os.replace(entry, output_dir / entry.name)
+    shutil.rmtree(final)
+    write_json_atomic(output_dir / "metrics.json", results)
+    if config.merge:
+        with atomic_directory(output_dir / "merged") as staging:
+            merged = SeqRecForNextItem.from_pretrained(output_dir)
+            merged.merge_adapter().save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+
+
+def _clear_previous_run(output_dir: Path) -> None:
+    """With --overwrite_output_dir, remove what a previous run wrote (checkpoints, best model, logs)."""
+    for name in (CHECKPOINTS_DIR, BEST_MODEL_DIR, "logs", "merged"):
+        target = output_dir / name
+        if target.exists():
+            shutil.rmtree(target)

@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""Fine-tune a next-item recommender with LoRA on a pretrained causal LM.
+
+    accelerate launch scripts/finetune.py --config configs/cpu.yaml
+    accelerate launch scripts/finetune.py --backbone tiny-llama --num_epochs 1 --output_dir runs/smoke
+
+Every option of hf_seqrec.training.FinetuneConfig is a flag; `--help` lists them.
+"""
+
+import sys
+
+from hf_seqrec.cli import finetune_main, run_cli
+
+if __name__ == "__main__":
+    sys.exit(run_cli(finetune_main))
