@@ -7,7 +7,12 @@
 Every option of hf_seqrec.training.FinetuneConfig is a flag; `--help` lists them.
 """
 
+import os
 import sys
+
+# Python puts this folder first on sys.path, where scripts/evaluate.py would shadow the
+# `evaluate` library that hf_seqrec's metrics are built on.
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 from hf_seqrec.cli import finetune_main, run_cli
 

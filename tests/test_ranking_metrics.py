@@ -359,6 +359,11 @@ def test_evaluate_load_direct_with_batches():
     assert out["n_users"] == 5
     assert out["hr@5"] == pytest.approx(3 / 5)
     assert out == full_ranking_metrics([1, 2, 5, 11, 30], ks=[5], n_bootstrap=50)
+    # the module validates on its own too (it can be used without hf_seqrec)
+    with pytest.raises(ValueError, match=">= 1"):
+        metric.compute(predictions=[3, 0])
+    with pytest.raises(ValueError, match="no ranks"):
+        metric.compute(predictions=[])
 
 
 def test_metric_card_documents_the_protocol():

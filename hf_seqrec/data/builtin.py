@@ -32,7 +32,7 @@ _MOVIELENS_GENRES = (
 )  # fmt: skip
 # A title already carries its year when it ends with "(1995)", possibly followed by
 # a note in parentheses such as "(1995) (V)"; appending the year again would repeat it.
-_TITLE_HAS_YEAR = r"\(\d{4}\)(\s*\([^()]*\))*\s*$"
+_TITLE_HAS_YEAR = r"\(\d{4}\)(?:\s*\([^()]*\))*\s*$"
 
 
 def load_builtin(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -49,7 +49,9 @@ def load_builtin(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if name not in BUILTIN_DATASETS:
         close = difflib.get_close_matches(name.lower() if isinstance(name, str) else "", BUILTIN_DATASETS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown built-in dataset {name!r}; the built-in datasets are {list(BUILTIN_DATASETS)}.{hint}")
+        raise ValueError(
+            f"unknown built-in dataset {name!r}; the built-in datasets are {list(BUILTIN_DATASETS)}.{hint}"
+        )
     return _load_movielens_100k()
 
 

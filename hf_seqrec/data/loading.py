@@ -84,7 +84,9 @@ class InteractionColumns:
         _check_column_name("InteractionColumns.timestamp", self.timestamp, optional=True)
         _check_column_name("InteractionColumns.rating", self.rating, optional=True)
         if self.user == self.item:
-            raise ValueError(f"InteractionColumns.user and .item are both {self.user!r}; they must be different columns")
+            raise ValueError(
+                f"InteractionColumns.user and .item are both {self.user!r}; they must be different columns"
+            )
 
 
 @dataclass
@@ -277,7 +279,9 @@ def _jsonl_lines(path: Path, name: str) -> Iterator[tuple[int, str]]:
 
 
 def _read_delimited(path: Path, name: str, file_format: str, delimiter: str) -> _Table:
-    header = _read_header(path, name, delimiter)
+    raw_header = _read_header(path, name, delimiter)
+    # "user_id, item_id" is a common way to write a header; the spaces are not part of the names.
+    header = [column.strip() for column in raw_header]
     _check_header(header, name, delimiter)
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
@@ -287,7 +291,7 @@ def _read_delimited(path: Path, name: str, file_format: str, delimiter: str) -> 
                 # Everything is read as text: type inference would turn the id "007"
                 # into 7 and decide a column's type from a sample of its rows.
                 convert_options=pa_csv.ConvertOptions(
-                    column_types={column: pa.string() for column in header}, strings_can_be_null=False
+                    column_types={column: pa.string() for column in raw_header}, strings_can_be_null=False
                 ),
             )
     except pa.ArrowInvalid as error:
@@ -607,7 +611,12 @@ def load_interactions(
     table = _read_table(source, file_format, delimiter)
     _require_columns(
         table,
-        {"user ids": columns.user, "item ids": columns.item, "timestamps": columns.timestamp, "ratings": columns.rating},
+        {
+            "user ids": columns.user,
+            "item ids": columns.item,
+            "timestamps": columns.timestamp,
+            "ratings": columns.rating,
+        },
     )
     result = pd.DataFrame(
         {

@@ -18,12 +18,14 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-
-from ..io_utils import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +79,30 @@ def _materialise(alias: str, writer) -> Path:
     if (target / "config.json").is_file():
         return target
     logger.info("Preparing built-in backbone %s in %s (once)", alias, target)
-    with atomic_directory(target) as tmp:
+    with _new_directory(target) as tmp:
         writer(tmp)
     return target
+
+
+@contextmanager
+def _new_directory(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``target`` and rename it onto ``target`` once it is complete.
+
+    Not hf_seqrec.io_utils: this file is copied into checkpoints for trust_remote_code, where it has
+    no parent package. If another process completed ``target`` first, its copy is kept.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        try:
+            os.replace(tmp, target)  # atomic: readers see no directory or a complete one
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _smollm2_gguf_path() -> Path:

@@ -87,6 +87,11 @@ class SeqRecConfig(PretrainedConfig):
         self.lora_target_modules = list(lora_target_modules) if lora_target_modules else ["q_proj", "k_proj", "v_proj", "o_proj"]
         self.item_embedding_dropout = item_embedding_dropout
         self.initializer_range = initializer_range
+        if not __name__.startswith("transformers_modules."):
+            # A checkpoint names its own copy of the pipeline in "custom_pipelines" (for processes
+            # without hf_seqrec). transformers prefers that entry to the registered "next-item" task and
+            # would then demand trust_remote_code, so hf_seqrec's own config ignores it on load.
+            kwargs.pop("custom_pipelines", None)
         super().__init__(**kwargs)
 
     def build_backbone_config(self) -> PretrainedConfig:

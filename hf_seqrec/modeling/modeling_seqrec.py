@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,7 +23,11 @@ ITEM_TABLE_FILE = "item_table.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 BACKBONE_FILE = "backbone.safetensors"
+CATALOG_FILE = "item_catalog.jsonl"
 IGNORE_INDEX = -100
+# The next-item pipeline (hf_seqrec/pipelines/next_item.py), copied next to this file in every checkpoint.
+PIPELINE_FILE = "next_item.py"
+PIPELINE_TASK = "next-item"
 
 
 @dataclass
@@ -247,6 +252,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             from transformers.dynamic_module_utils import custom_object_save
 
             custom_object_save(self, directory, config=self.config)
+            _save_pipeline_code(directory, self.config)
         self.config.save_pretrained(directory)
         save_file({"weight": self.item_table.weight.detach().contiguous().cpu()}, directory / ITEM_TABLE_FILE)
         if self.config.use_lora:
@@ -293,10 +299,10 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             unexpected = getattr(outcome, "unexpected_keys", [])
             if unexpected:
                 raise ValueError(f"{directory / ADAPTER_FILE}: adapter weights do not fit the backbone: {unexpected[:5]}")
-        from ..data.catalog import CATALOG_FILE, ItemCatalog
-
-        if (directory / CATALOG_FILE).is_file():
-            model.item_catalog = ItemCatalog.load(directory)
+        model.checkpoint_dir = str(directory)  # where the pipeline finds the catalogue and popularity files
+        catalog_class = _item_catalog_class()
+        if catalog_class is not None and (directory / CATALOG_FILE).is_file():
+            model.item_catalog = catalog_class.load(directory)
         model.to(torch_dtype)
         model.eval()
         return model
@@ -310,6 +316,43 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         self.config.backbone_pretrained = False
         self.config.backbone_config = self.backbone.config.to_dict()
         return self
+
+
+def _is_remote_code() -> bool:
+    """Whether this is a checkpoint's copy of this file, imported by transformers for trust_remote_code."""
+    return __name__.startswith("transformers_modules.")
+
+
+def _item_catalog_class():
+    """hf_seqrec's ItemCatalog; None in a checkpoint's copy of this file.
+
+    transformers copies only this file and its same-folder imports into a checkpoint (its scanner
+    cannot follow `from ..`), so the data package is imported by name, and only inside hf_seqrec.
+    Without it the next-item pipeline reads item_catalog.jsonl itself.
+    """
+    if _is_remote_code() or not __package__:
+        return None
+    import importlib
+
+    return importlib.import_module("..data.catalog", __package__).ItemCatalog
+
+
+def _save_pipeline_code(directory: Path, config: SeqRecConfig) -> None:
+    """Copy the next-item pipeline next to the model code and name it in `config.custom_pipelines`.
+
+    With both, `pipeline(model=checkpoint, trust_remote_code=True)` works where hf_seqrec is not
+    installed. The source is hf_seqrec's own pipelines/next_item.py, or, for a model that was itself
+    loaded from a checkpoint's code, the copy that came with it.
+    """
+    here = Path(__file__).parent
+    source = here / PIPELINE_FILE if _is_remote_code() else here.parent / "pipelines" / PIPELINE_FILE
+    if not source.is_file():
+        config.custom_pipelines = {}
+        return
+    shutil.copyfile(source, directory / PIPELINE_FILE)
+    config.custom_pipelines = {
+        PIPELINE_TASK: {"impl": f"{Path(PIPELINE_FILE).stem}.NextItemPipeline", "pt": ["AutoModel"], "tf": [], "type": "multimodal"}
+    }
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -29,8 +29,8 @@ from transformers import get_scheduler
 
 from ..data.collator import IGNORE_INDEX, NextItemCollator, training_windows
 from ..data.prepare import PreparedData, prepare_data
-from ..evaluation.evaluator import evaluate_ranking
-from ..evaluation.ranking import PROTOCOL
+from ..evaluation.evaluator import evaluate_ranking, rank_targets
+from ..evaluation.ranking import PROTOCOL, full_ranking_metrics
 from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
 from ..modeling import SeqRecForNextItem
 from .config import FinetuneConfig
@@ -224,6 +224,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     _register_trainable_only_checkpoints(accelerator)
 
     state = TrainerState()
+    best_validation_ranks = None  # reused for the final report instead of scoring the best epoch twice
     if config.resume:
         last_state = output_dir / CHECKPOINTS_DIR / LAST_STATE
         accelerator.load_state(str(last_state))
@@ -280,7 +281,8 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         state.train_seconds += time.perf_counter() - epoch_start
 
         # ------------------------------------------------------------ validation, best model, early stopping
-        metrics = evaluate_ranking(model, validation_loader, accelerator, n_bootstrap=0)
+        validation_ranks = rank_targets(model, validation_loader, accelerator)
+        metrics = full_ranking_metrics(validation_ranks, n_bootstrap=0)
         epoch_record = {
             "epoch": state.epoch + 1,
             "step": state.global_step,
@@ -297,6 +299,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
             accelerator.log({"validation/ndcg@10": metrics["ndcg@10"], "validation/hr@10": metrics["hr@10"]}, step=state.global_step)
         if metrics["ndcg@10"] > state.best_ndcg:
             state.best_ndcg, state.best_epoch, state.epochs_without_improvement = metrics["ndcg@10"], state.epoch + 1, 0
+            best_validation_ranks = validation_ranks
             if accelerator.is_main_process:
                 with atomic_directory(output_dir / BEST_MODEL_DIR) as staging:
                     accelerator.unwrap_model(model).save_pretrained(staging)
@@ -313,7 +316,9 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     # ---------------------------------------------------------------- final evaluation of the best epoch
     accelerator.wait_for_everyone()
     best = SeqRecForNextItem.from_pretrained(output_dir / BEST_MODEL_DIR).to(accelerator.device)
-    validation = evaluate_ranking(best, validation_loader, accelerator, n_bootstrap=config.bootstrap_samples)
+    if best_validation_ranks is None:  # the best epoch was scored before a resume
+        best_validation_ranks = rank_targets(best, validation_loader, accelerator)
+    validation = full_ranking_metrics(best_validation_ranks, n_bootstrap=config.bootstrap_samples)
     test = evaluate_ranking(best, test_loader, accelerator, n_bootstrap=config.bootstrap_samples)
     results = _metrics_payload(config, prepared, state, validation, test, accelerator.num_processes)
     if accelerator.is_main_process:
@@ -367,6 +372,9 @@ def _export_final_checkpoint(output_dir: Path, model: SeqRecForNextItem, tokeniz
         os.replace(entry, output_dir / entry.name)
     shutil.rmtree(final)
     write_json_atomic(output_dir / "metrics.json", results)
+    from ..hub.model_card import write_model_card
+
+    write_model_card(output_dir, results, config.to_dict())
     if config.merge:
         with atomic_directory(output_dir / "merged") as staging:
             merged = SeqRecForNextItem.from_pretrained(output_dir)

@@ -1,0 +1,263 @@
+"""One call from a data config to the item catalogue and the leave-one-out splits.
+
+``prepare_data`` is the only place where loading, filtering, cataloguing and splitting
+are wired together, so that scripts, benchmarks and tests all get the same data from
+the same config, and the report says what was dropped on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass
+
+import pandas as pd
+from datasets import DatasetDict
+
+from .builtin import BUILTIN_DATASETS, load_builtin
+from .catalog import ItemCatalog
+from .errors import DataValidationError
+from .loading import SUPPORTED_FORMATS, InteractionColumns, ItemColumns, load_interactions, load_items
+from .splitting import k_core_filter, leave_one_out, user_sequences
+
+logger = logging.getLogger(__name__)
+
+_EXAMPLES = 5  # ids quoted in messages: enough to spot "12" vs "item_12", short enough to read
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is filtered; every field is a plain value.
+
+    Args:
+        dataset: a built-in name (see ``BUILTIN_DATASETS``) or the path of an
+            interactions file (csv, tsv, parquet, jsonl).
+        items: path of an item metadata file; its rendered texts initialise the item
+            table. Built-in datasets bring their own and refuse this.
+        user_column, item_column, timestamp_column, rating_column: column names in the
+            interactions file (ignored for built-ins). ``timestamp_column=None`` means
+            the file order is the time order.
+        min_rating: keep only interactions with ``rating >= min_rating``. ``None`` keeps
+            all of them: the headline protocol treats MovieLens ratings as implicit
+            interactions.
+        item_id_column, item_text_fields, item_text_template: how to read the item
+            metadata file (see ``ItemColumns``).
+        k_core: iteratively drop users and items with fewer than this many
+            interactions; 0 or 1 disables the filter.
+        file_format, delimiter: override the format inferred from the file extension
+            and the csv/tsv field separator; they apply to both files.
+    """
+
+    dataset: str = "movielens-100k"
+    items: str | None = None
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+    timestamp_column: str | None = "timestamp"
+    rating_column: str | None = None
+    min_rating: float | None = None
+    item_id_column: str = "item_id"
+    item_text_fields: list[str] | None = None
+    item_text_template: str | None = None
+    k_core: int = 0
+    file_format: str | None = None
+    delimiter: str | None = None
+
+    def __post_init__(self) -> None:
+        self.dataset = _path_or_name("dataset", self.dataset)
+        self.items = None if self.items is None else _path_or_name("items", self.items)
+        for name in ("user_column", "item_column", "item_id_column"):
+            _require_str(name, getattr(self, name))
+        for name in ("timestamp_column", "rating_column", "item_text_template"):
+            _require_str(name, getattr(self, name), optional=True)
+        self._check_min_rating()
+        self._check_text_fields()
+        if isinstance(self.k_core, bool) or not isinstance(self.k_core, int) or self.k_core < 0:
+            raise TypeError(f"DataConfig.k_core must be an int >= 0 (0 or 1 disables it); got {self.k_core!r}")
+        if self.file_format is not None and self.file_format not in SUPPORTED_FORMATS:
+            raise ValueError(
+                f"DataConfig.file_format must be None or one of {SUPPORTED_FORMATS}; got {self.file_format!r}"
+            )
+        if self.delimiter is not None and (not isinstance(self.delimiter, str) or len(self.delimiter) != 1):
+            raise ValueError(
+                f"DataConfig.delimiter must be None or one character such as ',' or '\\t'; got {self.delimiter!r}"
+            )
+        if self.is_builtin and self.items is not None:
+            raise ValueError(
+                f"DataConfig.items is set but {self.dataset!r} is a built-in dataset with its own item metadata; "
+                "leave items=None, or pass the interactions as a file path"
+            )
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.dataset in BUILTIN_DATASETS
+
+    def _check_min_rating(self) -> None:
+        if self.min_rating is None:
+            return
+        if isinstance(self.min_rating, bool) or not isinstance(self.min_rating, (int, float)):
+            raise TypeError(f"DataConfig.min_rating must be a number or None; got {self.min_rating!r}")
+        if not math.isfinite(self.min_rating):
+            raise ValueError(f"DataConfig.min_rating must be finite; got {self.min_rating!r}")
+        if self.rating_column is None and not self.is_builtin:
+            raise ValueError("DataConfig.min_rating needs rating_column: name the column that holds the ratings")
+
+    def _check_text_fields(self) -> None:
+        if self.item_text_fields is None:
+            return
+        if isinstance(self.item_text_fields, str) or not all(
+            isinstance(name, str) and name for name in self.item_text_fields
+        ):
+            raise TypeError(
+                f"DataConfig.item_text_fields must be a list of column names; got {self.item_text_fields!r}"
+            )
+        self.item_text_fields = list(self.item_text_fields)
+        if self.item_text_template is not None:
+            raise ValueError("DataConfig: set item_text_fields or item_text_template, not both")
+
+
+def _path_or_name(name: str, value: object) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"DataConfig.{name} must be a non-empty str or path; got {value!r}")
+    return value
+
+
+def _require_str(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"DataConfig.{name} must be a non-empty str{' or None' if optional else ''}; got {value!r}")
+
+
+@dataclass
+class PreparedData:
+    """Everything a model needs from the data: the catalogue, the splits and what happened.
+
+    ``splits`` hold catalogue *indices* (row numbers of the item table), not external
+    ids; ``catalog`` maps them back.
+    """
+
+    catalog: ItemCatalog
+    splits: DatasetDict
+    report: dict
+
+
+def prepare_data(config: DataConfig) -> PreparedData:
+    """Load, filter, catalogue and split the data described by ``config``.
+
+    Steps: load (built-in or files) -> keep ``rating >= min_rating`` -> k-core filter ->
+    catalogue of every remaining item in natural id order (numeric ids numerically,
+    so runs are deterministic) -> per-user chronological sequences -> leave-one-out.
+    """
+    interactions, items, sources = _load(config)
+    n_loaded = len(interactions)
+    interactions = _filter_by_rating(interactions, config.min_rating, sources[0])
+    n_after_rating = len(interactions)
+    interactions = k_core_filter(interactions, config.k_core)
+    catalog, catalog_report = _build_catalog(interactions["item_id"], items, *sources)
+    index_of = {item_id: row for row, item_id in enumerate(catalog.item_ids)}
+    sequences = {
+        user: [index_of[item] for item in items_of_user] for user, items_of_user in user_sequences(interactions).items()
+    }
+    splits, split_report = leave_one_out(sequences)
+    report = {
+        "n_interactions": len(interactions),
+        "n_interactions_dropped_by_rating": n_loaded - n_after_rating,
+        "n_interactions_dropped_by_k_core": n_after_rating - len(interactions),
+        "n_users": split_report["n_users"],
+        "n_items": len(catalog),
+        "n_users_evaluated": split_report["n_users_evaluated"],
+        "n_users_too_short": split_report["n_users_too_short"],
+        "k_core": config.k_core,
+        **catalog_report,
+    }
+    return PreparedData(catalog=catalog, splits=splits, report=report)
+
+
+def _load(config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[str, str | None]]:
+    """(interactions, items or None, (interactions source name, items source name))."""
+    if config.is_builtin:
+        interactions, items = load_builtin(config.dataset)
+        return interactions, items, (f"built-in {config.dataset} interactions", f"built-in {config.dataset} items")
+    if not os.path.exists(config.dataset):
+        raise DataValidationError(
+            "no such file", source=config.dataset,
+            expected=f"a built-in dataset name ({', '.join(BUILTIN_DATASETS)}) or the path of an interactions file",
+        )
+    columns = InteractionColumns(
+        user=config.user_column, item=config.item_column,
+        timestamp=config.timestamp_column, rating=config.rating_column,
+    )
+    interactions = load_interactions(
+        config.dataset, columns, file_format=config.file_format, delimiter=config.delimiter
+    )
+    items = None
+    if config.items is not None:
+        item_columns = ItemColumns(
+            id=config.item_id_column, text_fields=config.item_text_fields, template=config.item_text_template
+        )
+        items = load_items(config.items, item_columns, file_format=config.file_format, delimiter=config.delimiter)
+    return interactions, items, (config.dataset, config.items)
+
+
+def _filter_by_rating(interactions: pd.DataFrame, min_rating: float | None, source: str) -> pd.DataFrame:
+    if min_rating is None:
+        return interactions
+    if "rating" not in interactions.columns:
+        raise DataValidationError(
+            "min_rating is set but no ratings were loaded", source=source, field="rating",
+            expected="a rating column (set rating_column)",
+        )
+    kept = interactions[interactions["rating"] >= min_rating]
+    if kept.empty:
+        ratings = interactions["rating"]
+        raise DataValidationError(
+            f"no interaction has rating >= {min_rating}", source=source, field="rating",
+            found=f"ratings from {ratings.min()} to {ratings.max()}", expected=f"some ratings >= {min_rating}",
+            hint="Lower min_rating or set it to None to keep every interaction",
+        )
+    return kept
+
+
+def _natural_order(item_ids: list[str]) -> list[str]:
+    """Numeric ids in numeric order ("2" before "10"), anything else lexicographically."""
+    if all(re.fullmatch(r"[0-9]+", item_id) for item_id in item_ids):
+        return sorted(item_ids, key=lambda item_id: (int(item_id), item_id))  # "7" and "007" stay distinct
+    return sorted(item_ids)
+
+
+def _build_catalog(
+    item_ids: pd.Series, items: pd.DataFrame | None, interactions_source: str, items_source: str | None
+) -> tuple[ItemCatalog, dict[str, int]]:
+    """The catalogue of every item that occurs in the interactions, with texts from the metadata."""
+    ordered = _natural_order(item_ids.unique().tolist())
+    texts = {} if items is None else dict(zip(items["item_id"], items["text"]))
+    if items is not None and not any(item_id in texts for item_id in ordered):
+        raise DataValidationError(
+            f"none of the {len(texts)} item ids in the metadata occurs in the interactions of {interactions_source}",
+            source=items_source, field="item_id",
+            found=f"metadata ids like {list(texts)[:_EXAMPLES]}",
+            expected=f"ids that also occur in the interactions, like {ordered[:_EXAMPLES]}",
+            hint="Both files must use the same ids (12, 12.0 and ' 12' are the same id; 'item_12' and '12' are not)",
+        )
+    without = [item_id for item_id in ordered if not texts.get(item_id)]
+    if items is not None and without:
+        warnings.warn(
+            f"{len(without)} of {len(ordered)} items in {interactions_source} have no text in {items_source} "
+            f"(e.g. {without[:_EXAMPLES]}); they get the text 'item <id>'",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif items is None:
+        logger.info("no item metadata given; every item's text is 'item <id>'")
+    catalog = ItemCatalog(ordered, [texts.get(item_id) or f"item {item_id}" for item_id in ordered])
+    in_catalog = set(ordered)
+    report = {
+        "n_metadata_items_unused": sum(item_id not in in_catalog for item_id in texts),
+        "n_items_without_metadata": len(without),
+    }
+    return catalog, report

@@ -1,0 +1,44 @@
+"""The ``"next-item"`` pipeline and its registration with transformers.
+
+``import hf_seqrec`` calls :func:`register_pipeline`, after which
+``transformers.pipeline("next-item", model=checkpoint_dir_or_hub_id)`` builds a :class:`NextItemPipeline`.
+"""
+
+from __future__ import annotations
+
+from transformers import AutoModel
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .next_item import (
+    POPULARITY_FILE,
+    AmbiguousItemWarning,
+    NextItemPipeline,
+    UnknownItemWarning,
+    item_popularity,
+    save_item_popularity,
+)
+
+TASK = "next-item"
+
+
+def register_pipeline() -> None:
+    """Register ``"next-item"`` with transformers (idempotent).
+
+    ``pt_model`` must be an Auto class: transformers writes the class *name* into a saved
+    config's ``custom_pipelines`` and looks it up on the transformers module when loading.
+    """
+    if PIPELINE_REGISTRY.supported_tasks.get(TASK, {}).get("impl") is NextItemPipeline:
+        return
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=NextItemPipeline, pt_model=AutoModel, type="multimodal")
+
+
+__all__ = [
+    "POPULARITY_FILE",
+    "TASK",
+    "AmbiguousItemWarning",
+    "NextItemPipeline",
+    "UnknownItemWarning",
+    "item_popularity",
+    "register_pipeline",
+    "save_item_popularity",
+]

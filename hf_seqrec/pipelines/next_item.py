@@ -1,0 +1,531 @@
+"""`pipeline("next-item")`: the top-k next items for a user's history, from a hf_seqrec checkpoint.
+
+    >>> import hf_seqrec                                   # registers the "next-item" task
+    >>> from transformers import pipeline
+    >>> recommend = pipeline("next-item", model="path/to/checkpoint")        # or a Hub id
+    >>> recommend({"history": ["50", "172", "133"]}, top_k=3)
+    [{'item_id': '181', 'text': 'Return of the Jedi (1983) | ...', 'score': 7.1, 'rank': 1}, ...]
+
+Accepted inputs (anything else is rejected with a message that says what to pass):
+
+- one history, as a dict: ``{"history": [item ids, oldest first]}`` or ``{"history_text": [titles]}``,
+  optionally with ``"timestamps": [one per item]`` (the items are then put in time order first);
+- a batch, as a list of such dicts: the result is one list of recommendations per dict.
+
+A bare list of ids (``pipe(["50", "172"])``) is refused: transformers treats a list as a batch, so it
+would silently become two one-item histories.
+
+Call parameters: ``top_k`` (10), ``exclude_seen`` (True: items of the history are never recommended),
+``candidates`` (item ids; rank only these), ``return_scores`` (True), ``fallback`` (None or
+``"popular"``: a history that is empty, or has no known item, gets the most popular items of the
+training data instead of an error), ``batch_size`` (64 histories per forward pass).
+
+Each result is a list, in rank order, of ``{"item_id", "text", "score", "rank"}``: ``score`` is the
+model's logit for the item (the item's training count under the popularity fallback), ``rank`` starts
+at 1.
+
+This file is also the checkpoint's own copy of the pipeline: ``save_pretrained`` copies it next to
+``modeling_seqrec.py`` so that ``pipeline(model=checkpoint, trust_remote_code=True)`` works where
+hf_seqrec is not installed. It therefore imports nothing from hf_seqrec, only torch, transformers,
+huggingface_hub and the standard library.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import unicodedata
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Pipeline
+
+CATALOG_FILE = "item_catalog.jsonl"
+POPULARITY_FILE = "item_popularity.json"
+DEFAULT_TOP_K = 10
+DEFAULT_BATCH_SIZE = 64
+FALLBACKS = (None, "popular")
+INPUT_KEYS = ("history", "history_text", "timestamps")
+# "Toy Story (1995) | Animation, Children's, Comedy": what comes before " | " is the title.
+TITLE_SEPARATOR = " | "
+_TRAILING_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+_INTEGRAL_FLOAT_TEXT = re.compile(r"^([+-]?\d+)\.0*$")
+_USAGE = (
+    'pass one history as {"history": [item ids, oldest first]} or {"history_text": [titles]}, '
+    "or a batch as a list of such dicts"
+)
+
+
+class UnknownItemWarning(UserWarning):
+    """Some items of a history (or of ``candidates``) are not in the catalogue and were skipped."""
+
+
+class AmbiguousItemWarning(UserWarning):
+    """A title of ``history_text`` matches several catalogue items and was skipped."""
+
+
+def normalize_text(text: str) -> str:
+    """Case-, accent- and punctuation-insensitive form of a text (same rule as hf_seqrec.data.catalog)."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+
+
+def normalize_item_id(value: object) -> str:
+    """An item id as the catalogue stores it: 12, 12.0, "12" and " 12 " are all "12"."""
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"item ids are strings or integers; got {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"item ids are strings or integers; got {value!r}")
+        return str(int(value)) if value.is_integer() else str(value)
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy / torch scalars
+        return normalize_item_id(value.item())
+    text = str(value).strip()
+    return _INTEGRAL_FLOAT_TEXT.sub(r"\1", text)
+
+
+# ----------------------------------------------------------------------------- catalogue lookups
+class CatalogIndex:
+    """The lookups the pipeline needs: external id -> row, title/text -> rows, row -> id and text.
+
+    Text matching goes from strict to lenient and stops at the first level with any match:
+    the exact text, the exact title (the part before " | "), the normalised text or title
+    (case, accents and punctuation ignored), and the normalised title without its "(1995)" year.
+    A level with several matching items makes the title ambiguous; it is not resolved by guessing.
+    """
+
+    def __init__(self, item_ids: Sequence[str], texts: Sequence[str]) -> None:
+        if len(item_ids) != len(texts):
+            raise ValueError(f"catalogue has {len(item_ids)} ids but {len(texts)} texts")
+        self.item_ids = [str(i) for i in item_ids]
+        self.texts = [str(t) for t in texts]
+        self.row_of = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        titles = [text.split(TITLE_SEPARATOR, 1)[0].strip() for text in self.texts]
+        self._levels = [
+            _group(self.texts),
+            _group(titles),
+            _group([normalize_text(t) for t in self.texts] + [normalize_text(t) for t in titles], modulo=len(titles)),
+            _group([normalize_text(_TRAILING_YEAR.sub("", t)) for t in titles]),
+        ]
+        self._level_keys = [str.strip, str.strip, normalize_text, lambda t: normalize_text(_TRAILING_YEAR.sub("", t))]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike) -> "CatalogIndex":
+        """Read ``item_catalog.jsonl`` (one ``{"item_id", "text"}`` per line, in item-table order)."""
+        path = Path(directory) / CATALOG_FILE
+        item_ids, texts = [], []
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    item_ids.append(row["item_id"])
+                    texts.append(row["text"])
+        return cls(item_ids, texts)
+
+    def rows_for_ids(self, values: Iterable[object]) -> tuple[list[int], list[object]]:
+        """Rows of the known ids (in order) and the unknown values."""
+        rows, unknown = [], []
+        for value in values:
+            row = self.row_of.get(normalize_item_id(value))
+            if row is None:
+                unknown.append(value)
+            else:
+                rows.append(row)
+        return rows, unknown
+
+    def match_text(self, text: str) -> list[int]:
+        """Rows matching ``text`` at the strictest level that matches anything (empty: unknown)."""
+        for key, level in zip(self._level_keys, self._levels):
+            rows = level.get(key(text))
+            if rows:
+                return rows
+        return []
+
+
+def _group(keys: Sequence[str], modulo: int | None = None) -> dict[str, list[int]]:
+    """key -> sorted distinct rows having it (``modulo`` folds a concatenation of two key lists)."""
+    groups: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        if not key:
+            continue
+        row = position % modulo if modulo else position
+        rows = groups.setdefault(key, [])
+        if row not in rows:
+            rows.append(row)
+    return groups
+
+
+def _catalog_of(model: Any) -> CatalogIndex:
+    catalog = getattr(model, "item_catalog", None)
+    if catalog is not None:
+        return CatalogIndex(catalog.item_ids, catalog.texts)
+    directory = getattr(model, "checkpoint_dir", None)
+    if directory is not None and (Path(directory) / CATALOG_FILE).is_file():
+        return CatalogIndex.read(directory)
+    raise ValueError(
+        "the next-item pipeline needs the model's item catalogue to map item ids to rows: load a checkpoint that has "
+        f"{CATALOG_FILE}, or set `model.item_catalog` (an hf_seqrec ItemCatalog) before building the pipeline"
+    )
+
+
+# ----------------------------------------------------------------------------- popularity
+def item_popularity(sequences: Iterable[Sequence[int]], num_items: int) -> list[int]:
+    """How often each item-table row occurs in ``sequences`` (lists of row indices)."""
+    counts = [0] * num_items
+    for sequence in sequences:
+        for row in sequence:
+            counts[int(row)] += 1
+    return counts
+
+
+def save_item_popularity(
+    directory: str | os.PathLike, sequences: Iterable[Sequence[int]], num_items: int, *, source: str = "training sequences"
+) -> Path:
+    """Write ``item_popularity.json``: the count of every item in ``sequences``, in item-table order.
+
+    The pipeline ranks by these counts under ``fallback="popular"`` (cold-start users). Count the
+    training split only, so the fallback never sees the evaluation targets.
+    """
+    counts = item_popularity(sequences, num_items)
+    path = Path(directory) / POPULARITY_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"source": source, "counts": counts}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _popularity_of(model: Any, num_items: int) -> torch.Tensor:
+    counts = getattr(model, "item_popularity", None)
+    if counts is None:
+        directory = getattr(model, "checkpoint_dir", None)
+        path = Path(directory) / POPULARITY_FILE if directory is not None else None
+        if path is None or not path.is_file():
+            raise ValueError(
+                f'fallback="popular" needs item popularity counts, and this checkpoint has no {POPULARITY_FILE}; '
+                "write it with hf_seqrec.pipelines.save_item_popularity(checkpoint_dir, training_sequences, num_items) "
+                "or set `model.item_popularity` to one count per item"
+            )
+        counts = json.loads(path.read_text(encoding="utf-8"))["counts"]
+    counts = torch.as_tensor(counts, dtype=torch.float32).flatten()
+    if counts.numel() != num_items:
+        raise ValueError(f"item popularity has {counts.numel()} counts for a catalogue of {num_items} items")
+    return counts
+
+
+# ----------------------------------------------------------------------------- the pipeline
+class NextItemPipeline(Pipeline):
+    """Recommend the next items for user histories with a `SeqRecForNextItem` checkpoint.
+
+    See the module docstring for the accepted inputs, the parameters and the output format.
+    """
+
+    # Items are not text: there is nothing for a tokenizer or processor to do, so none is loaded.
+    _load_tokenizer = False
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
+        # Parameter checks need the catalogue, and the base class checks the parameters given here.
+        self.catalog = _catalog_of(model)
+        if len(self.catalog) != model.config.num_items:
+            raise ValueError(
+                f"the item catalogue has {len(self.catalog)} items but the model scores {model.config.num_items}"
+            )
+        self.max_len = int(model.config.max_len)
+        self._popularity: torch.Tensor | None = None
+        super().__init__(model, *args, **kwargs)
+        self.model.eval()
+
+    # ------------------------------------------------------------------ parameters
+    def _sanitize_parameters(
+        self,
+        top_k: int | None = None,
+        exclude_seen: bool | None = None,
+        candidates: Sequence[object] | None = None,
+        return_scores: bool | None = None,
+        fallback: str | None = None,
+        **unknown: Any,
+    ) -> tuple[dict, dict, dict]:
+        if unknown:
+            raise TypeError(
+                f"unknown next-item pipeline parameter(s) {sorted(unknown)}; the parameters are top_k, exclude_seen, "
+                "candidates, return_scores, fallback and batch_size"
+            )
+        preprocess: dict[str, Any] = {}
+        postprocess: dict[str, Any] = {}
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+                raise ValueError(f"top_k must be a positive integer; got {top_k!r}")
+            postprocess["top_k"] = top_k
+        if exclude_seen is not None:
+            postprocess["exclude_seen"] = _check_bool("exclude_seen", exclude_seen)
+        if return_scores is not None:
+            postprocess["return_scores"] = _check_bool("return_scores", return_scores)
+        if candidates is not None:
+            postprocess["candidates"] = self._candidate_rows(candidates)
+        if fallback is not None:
+            if fallback not in FALLBACKS:
+                raise ValueError(f"fallback must be None or 'popular'; got {fallback!r}")
+            preprocess["fallback"] = fallback
+        return preprocess, {}, postprocess
+
+    def _candidate_rows(self, candidates: Sequence[object]) -> torch.Tensor:
+        if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Iterable):
+            raise TypeError(f"candidates must be a list of item ids; got {candidates!r}")
+        rows, unknown = self.catalog.rows_for_ids(list(candidates))
+        if unknown:
+            warnings.warn(f"candidates not in the catalogue, skipped: {_quote(unknown)}", UnknownItemWarning, stacklevel=4)
+        if not rows:
+            raise ValueError(f"none of the {len(unknown)} candidates is in the catalogue of {len(self.catalog)} items")
+        return torch.tensor(sorted(set(rows)), dtype=torch.long)
+
+    # ------------------------------------------------------------------ calling
+    def __call__(self, inputs: Any, *args: Any, batch_size: int | None = None, **kwargs: Any) -> Any:
+        """Recommend for one history (a dict) or a batch (a list of dicts); see the module docstring."""
+        if args:
+            raise TypeError(f"the next-item pipeline takes its parameters by keyword; got extra positional {args!r}")
+        if isinstance(inputs, dict):
+            return next(self._iterate([inputs], 1, kwargs))
+        if isinstance(inputs, (list, tuple)):
+            _check_batch(inputs)
+            return list(self._iterate(inputs, batch_size, kwargs))
+        if isinstance(inputs, Iterator):  # a generator or a dataset iterator: stream the results
+            return self._iterate(inputs, batch_size, kwargs)
+        raise TypeError(f"unsupported input {_shorten(inputs)}: {_USAGE}")
+
+    def _iterate(self, inputs: Iterable[Any], batch_size: int | None, kwargs: dict) -> Iterator[list[dict]]:
+        """Preprocess, score in padded batches of ``batch_size`` histories, postprocess; lazily."""
+        batch_size = batch_size or self._batch_size or DEFAULT_BATCH_SIZE
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
+        preprocess_params = {**self._preprocess_params, **preprocess_params}
+        forward_params = {**self._forward_params, **forward_params}
+        postprocess_params = {**self._postprocess_params, **postprocess_params}
+        pending: list[dict] = []
+        for item in inputs:
+            if not isinstance(item, dict):
+                raise TypeError(f"every element of a batch must be a dict; got {_shorten(item)}: {_USAGE}")
+            pending.append(self.preprocess(item, **preprocess_params))
+            if len(pending) == batch_size:
+                yield from self._score_batch(pending, forward_params, postprocess_params)
+                pending = []
+        if pending:
+            yield from self._score_batch(pending, forward_params, postprocess_params)
+
+    def _score_batch(self, records: list[dict], forward_params: dict, postprocess_params: dict) -> Iterator[list[dict]]:
+        outputs = self.forward(_collate(records), **forward_params)
+        for row in range(len(records)):
+            yield self.postprocess({key: value[row : row + 1] for key, value in outputs.items()}, **postprocess_params)
+
+    # ------------------------------------------------------------------ the three steps
+    def preprocess(self, inputs: dict, fallback: str | None = None) -> dict[str, list]:
+        """One history -> item-table rows: map ids or titles, order by time, truncate to ``max_len``.
+
+        Returns a batch of one (every value a one-element list); ``_collate`` concatenates them.
+        """
+        if not isinstance(inputs, dict):
+            raise TypeError(f"unsupported input {_shorten(inputs)}: {_USAGE}")
+        extra = sorted(set(inputs) - set(INPUT_KEYS))
+        if extra:
+            raise ValueError(f"unknown key(s) {extra} in a history; the keys are {list(INPUT_KEYS)}")
+        if ("history" in inputs) == ("history_text" in inputs):
+            raise ValueError(f'a history needs exactly one of "history" (item ids) and "history_text" (titles): {_USAGE}')
+        key = "history" if "history" in inputs else "history_text"
+        values = inputs[key]
+        if isinstance(values, (str, bytes, dict)) or not isinstance(values, Iterable):
+            raise TypeError(f'"{key}" must be a list; got {_shorten(values)}')
+        values = list(values)
+        if "timestamps" in inputs:
+            values = _in_time_order(values, inputs["timestamps"])
+
+        if key == "history":
+            rows, unknown = self.catalog.rows_for_ids(values)
+            if unknown:
+                warnings.warn(
+                    f"{len(unknown)} of {len(values)} history items are not in the catalogue and were skipped: "
+                    f"{_quote(unknown)}",
+                    UnknownItemWarning,
+                    stacklevel=5,
+                )
+        else:
+            rows, unknown = self._rows_for_texts(values)
+
+        if not rows:
+            if fallback == "popular":
+                return {"input_item_ids": [[]], "seen": [[]], "popular": [True]}
+            if not values:
+                raise ValueError(f'the history is empty; pass at least one item, or fallback="popular" for a cold-start user')
+            raise ValueError(
+                f"none of the {len(values)} history items is in the catalogue of {len(self.catalog)} items "
+                f"(e.g. {_quote(unknown[:5])}); pass fallback=\"popular\" to recommend popular items instead"
+            )
+        # The most recent max_len items are read; every item of the history counts as seen.
+        return {"input_item_ids": [rows[-self.max_len :]], "seen": [sorted(set(rows))], "popular": [False]}
+
+    def _rows_for_texts(self, texts: list[object]) -> tuple[list[int], list[object]]:
+        rows, unknown, ambiguous = [], [], {}
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f'"history_text" holds item titles (strings); got {text!r}')
+            matches = self.catalog.match_text(text)
+            if len(matches) == 1:
+                rows.append(matches[0])
+            elif matches:
+                ambiguous[text] = matches
+            else:
+                unknown.append(text)
+        if unknown:
+            warnings.warn(
+                f"{len(unknown)} of {len(texts)} titles match no catalogue item and were skipped: {_quote(unknown)}",
+                UnknownItemWarning,
+                stacklevel=6,
+            )
+        if ambiguous:
+            described = "; ".join(
+                f"{text!r} matches " + ", ".join(f"{self.catalog.item_ids[r]} ({self.catalog.texts[r]!r})" for r in matches[:5])
+                for text, matches in ambiguous.items()
+            )
+            warnings.warn(
+                f"{len(ambiguous)} ambiguous title(s) skipped (pass item ids in \"history\" instead): {described}",
+                AmbiguousItemWarning,
+                stacklevel=6,
+            )
+        return rows, unknown + list(ambiguous)
+
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+        """Scores of every catalogue item for each history of a (padded) batch."""
+        histories = model_inputs["input_item_ids"]
+        popular = torch.as_tensor(model_inputs["popular"], dtype=torch.bool)
+        scores = torch.empty(len(histories), self.model.config.num_items)
+        if popular.any():
+            if self._popularity is None:
+                self._popularity = _popularity_of(self.model, self.model.config.num_items)
+            scores[popular] = self._popularity
+        if not popular.all():
+            ids, mask = _pad([h for h, p in zip(histories, popular.tolist()) if not p], self.device)
+            logits = self.model(input_item_ids=ids, attention_mask=mask, return_logits=True).logits
+            scores[~popular] = logits.float().cpu()
+        return {"scores": scores, "seen": model_inputs["seen"], "popular": popular}
+
+    def postprocess(
+        self,
+        model_outputs: dict[str, Any],
+        top_k: int = DEFAULT_TOP_K,
+        exclude_seen: bool = True,
+        candidates: torch.Tensor | None = None,
+        return_scores: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Mask, rank and name the items of one history."""
+        scores = model_outputs["scores"][0].clone()
+        # NaN would sort above everything in topk; a broken score must not be recommended.
+        scores = torch.nan_to_num(scores, nan=-math.inf)
+        allowed = torch.ones_like(scores, dtype=torch.bool)
+        if candidates is not None:
+            allowed[:] = False
+            allowed[candidates] = True
+        if exclude_seen and model_outputs["seen"][0]:
+            allowed[torch.as_tensor(model_outputs["seen"][0], dtype=torch.long)] = False
+        rows = allowed.nonzero().flatten()
+        k = min(top_k, rows.numel())
+        best = torch.topk(scores[rows], k, sorted=True)
+        results = []
+        for rank, (score, position) in enumerate(zip(best.values.tolist(), best.indices.tolist()), start=1):
+            row = int(rows[position])
+            result = {"item_id": self.catalog.item_ids[row], "text": self.catalog.texts[row]}
+            if return_scores:
+                result["score"] = float(score)
+            result["rank"] = rank
+            results.append(result)
+        return results
+
+
+# ----------------------------------------------------------------------------- helpers
+def _collate(records: list[dict]) -> dict[str, list]:
+    """Concatenate batches of one (from ``preprocess``) into one batch."""
+    return {key: [value for record in records for value in record[key]] for key in ("input_item_ids", "seen", "popular")}
+
+
+def _pad(histories: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask (the model scores from the last real position)."""
+    length = max(len(h) for h in histories)
+    ids = torch.zeros(len(histories), length, dtype=torch.long)
+    mask = torch.zeros(len(histories), length, dtype=torch.long)
+    for row, history in enumerate(histories):
+        ids[row, : len(history)] = torch.tensor(history, dtype=torch.long)
+        mask[row, : len(history)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _in_time_order(values: list[object], timestamps: object) -> list[object]:
+    """``values`` sorted by their timestamps; ties keep the given order (as the training data does)."""
+    if isinstance(timestamps, (str, bytes, dict)) or not isinstance(timestamps, Iterable):
+        raise TypeError(f'"timestamps" must be a list with one timestamp per item; got {_shorten(timestamps)}')
+    timestamps = [_as_seconds(t) for t in timestamps]
+    if len(timestamps) != len(values):
+        raise ValueError(f'"timestamps" has {len(timestamps)} entries for {len(values)} history items; give one per item')
+    order = sorted(range(len(values)), key=lambda i: timestamps[i])
+    return [values[i] for i in order]
+
+
+def _as_seconds(value: object) -> float:
+    """A timestamp as seconds: numbers as they are, datetimes and ISO-8601 strings converted."""
+    if isinstance(value, bool):
+        raise TypeError(f"a timestamp must be a number, a datetime or an ISO-8601 string; got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            value = _dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"timestamp {value!r} is neither a number nor an ISO-8601 date/time") from None
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        return value.timestamp()
+    if isinstance(value, _dt.date):
+        return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc).timestamp()
+    if hasattr(value, "item"):
+        return _as_seconds(value.item())
+    raise TypeError(f"a timestamp must be a number, a datetime or an ISO-8601 string; got {value!r}")
+
+
+def _check_batch(inputs: Sequence[Any]) -> None:
+    """Refuse the ambiguous flat list of ids/titles, which transformers would treat as a batch."""
+    if inputs and all(not isinstance(x, (dict, list, tuple)) for x in inputs):
+        raise TypeError(
+            f"got a flat list {_shorten(list(inputs))}; a list passed to a pipeline is a batch, so this would be read as "
+            f"{len(inputs)} separate histories. For one user pass {{\"history\": [...]}} (item ids) or "
+            f"{{\"history_text\": [...]}} (titles); for several users pass a list of such dicts"
+        )
+    for element in inputs:
+        if not isinstance(element, dict):
+            raise TypeError(f"every element of a batch must be a dict; got {_shorten(element)}: {_USAGE}")
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def _quote(values: Sequence[object], limit: int = 20) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _shorten(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,158 @@
+"""End-to-end fine-tuning on the tiny backbone: outputs, reloading, determinism, 2 processes, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_seqrec import SeqRecForNextItem
+from hf_seqrec.training.config import ConfigError, FinetuneConfig
+from hf_seqrec.training.trainer import OutputDirError, check_output_dir
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--config", str(REPO / "configs" / "tiny.yaml"),
+    "--max_steps", "24",
+    "--checkpoint_every_steps", "6",
+    "--eval_max_users", "120",
+    "--bootstrap_samples", "50",
+    "--report_to", "none",
+]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _finetune(output_dir: Path, *extra: str, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+    command = (launcher or [sys.executable]) + [str(REPO / "scripts" / "finetune.py"), *TINY, "--output_dir", str(output_dir), *extra]
+    return subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def _metrics(output_dir: Path) -> dict:
+    return json.loads((output_dir / "metrics.json").read_text())
+
+
+def _scores(metrics: dict) -> dict:
+    """The parts of metrics.json that must not depend on timing."""
+    history = [{k: v for k, v in epoch.items()} for epoch in metrics["training"]["history"]]
+    return {"validation": metrics["validation"], "test": metrics["test"], "history": history}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    output_dir = tmp_path_factory.mktemp("runs") / "reference"
+    result = _finetune(output_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir
+
+
+def test_run_writes_a_reloadable_checkpoint_and_full_metrics(reference_run):
+    files = {p.name for p in reference_run.iterdir()}
+    assert {"config.json", "adapter_model.safetensors", "item_table.safetensors", "item_catalog.jsonl",
+            "tokenizer.json", "metrics.json", "training_config.yaml", "README.md"} <= files
+    metrics = _metrics(reference_run)
+    for split in ("validation", "test"):
+        for key in ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@1", "ndcg@5", "ndcg@10", "ndcg@20", "mrr"):
+            assert 0.0 <= metrics[split][key] <= 1.0
+            low, high = metrics[split]["intervals"][key]
+            assert low <= metrics[split][key] <= high
+    assert metrics["test"]["n_users"] == 120 and metrics["n_items"] == 1682
+    assert metrics["protocol"]["masking"].startswith("items in the user's input history are masked")
+    assert metrics["training"]["optimizer_steps"] == 24
+
+
+def test_evaluate_script_reproduces_the_saved_test_metrics(reference_run, tmp_path):
+    output = tmp_path / "eval.json"
+    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), "--model", str(reference_run),
+               "--max_users", "120", "--bootstrap_samples", "50", "--output", str(output)]
+    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(output.read_text())["test"] == _metrics(reference_run)["test"]
+
+
+def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
+    again = tmp_path / "again"
+    result = _finetune(again)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _scores(_metrics(again)) == _scores(_metrics(reference_run))
+    assert (again / "adapter_model.safetensors").read_bytes() == (reference_run / "adapter_model.safetensors").read_bytes()
+
+
+def test_two_cpu_processes_give_the_same_metrics_as_one(reference_run, tmp_path):
+    launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
+    output_dir = tmp_path / "two"
+    env_result = subprocess.run(
+        launcher + [str(REPO / "scripts" / "finetune.py"), *TINY, "--output_dir", str(output_dir)],
+        cwd=REPO, env=dict(_env(), ACCELERATE_USE_CPU="1"), capture_output=True, text=True, timeout=600,
+    )
+    assert env_result.returncode == 0, env_result.stderr[-3000:]
+    two, one = _metrics(output_dir), _metrics(reference_run)
+    assert two["training"]["num_processes"] == 2
+    assert two["test"] == one["test"] and two["validation"] == one["validation"]
+
+
+def test_killed_run_resumes_to_the_same_result(reference_run, tmp_path):
+    output_dir = tmp_path / "killed"
+    command = [sys.executable, str(REPO / "scripts" / "finetune.py"), *TINY, "--output_dir", str(output_dir)]
+    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = output_dir / "checkpoints" / "last" / "trainer_state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if state_file.is_file() and json.loads(state_file.read_text())["global_step"] >= 6:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(state_file.read_text())
+    assert 0 < killed_at["global_step"] < 24 and killed_at["step_in_epoch"] > 0  # mid-epoch
+    assert not (output_dir / "metrics.json").exists()
+
+    refused = _finetune(output_dir)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+
+    resumed = _finetune(output_dir, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _scores(_metrics(output_dir)) == _scores(_metrics(reference_run))
+
+
+def test_reloaded_checkpoint_scores_like_the_trained_one(reference_run):
+    model = SeqRecForNextItem.from_pretrained(reference_run)
+    best = SeqRecForNextItem.from_pretrained(reference_run / "best")
+    items = torch.tensor([[0, 5, 9, 100, 7]])
+    assert torch.equal(model(items).logits, best(items).logits)
+    assert len(model.item_catalog) == 1682
+
+
+def test_existing_output_dir_is_protected(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="overwrite_output_dir"):
+        check_output_dir(FinetuneConfig(output_dir=str(tmp_path)))
+    with pytest.raises(OutputDirError, match="no saved training state"):
+        check_output_dir(FinetuneConfig(output_dir=str(tmp_path), resume=True))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_yaml_config_errors_name_the_key_and_file(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("learning_rat: 0.001\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: unknown option 'learning_rat'; did you mean 'learning_rate'"):
+        FinetuneConfig.from_yaml(config)
+    config.write_text("num_epochs: three\n")
+    with pytest.raises(ConfigError, match="run.yaml: num_epochs: expected an integer, got 'three'"):
+        FinetuneConfig.from_yaml(config)
+    config.write_text("use_lora: maybe\n")
+    with pytest.raises(ConfigError, match="use_lora: expected true or false"):
+        FinetuneConfig.from_yaml(config)
