@@ -8,6 +8,8 @@ It speaks the subset of the Hub's HTTP API that ``huggingface_hub`` (2.x) uses t
   (an NDJSON body of a header, base64 ``file`` entries and ``deletedFile`` / ``deletedFolder``);
 - describe a repository: ``GET /api/{type}s/{repo}[/revision/{revision}]`` (sha and siblings) and
   ``GET /api/{type}s/{repo}/tree/{revision}[/{path}]`` (one page, no pagination);
+- check a README's metadata before it is uploaded: ``POST /api/validate-yaml`` (YAML syntax and the
+  shape of ``model-index`` only; the real Hub checks much more);
 - download files: ``HEAD`` / ``GET /{repo}/resolve/{revision}/{path}`` (and ``/{type}s/{repo}/...``)
   with the ``X-Repo-Commit``, ``ETag`` and ``Content-Length`` headers the client caches by, and
   the ``X-Error-Code`` header (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``) it maps
@@ -22,7 +24,7 @@ What it does **not** cover, so that a passing test is not read as more than it i
   (a download pinned to an older commit gets ``RevisionNotFound``).
 - Pull requests and discussions (``create_pr`` is refused), repo settings, deletion, moving,
   private/gated access (every token is accepted, any repo is readable), ``paths-info``, Range
-  requests, rate limits and the model-card YAML validation the real Hub performs.
+  requests, rate limits, and the Hub's full metadata validation (licenses, tags, dataset ids).
 
 Run it on its own with ``python tests/hub_server.py [port]``; tests start it in a thread with
 :class:`LocalHub` and point ``HF_ENDPOINT`` at :attr:`LocalHub.url` (set it, and a dummy ``HF_TOKEN``,
@@ -46,6 +48,7 @@ REPO_TYPES = ("model", "dataset", "space")
 _REPO = r"(?P<repo>[^/]+(?:/[^/]+)?)"
 _ROUTES = {
     "create": re.compile(r"^/api/repos/create$"),
+    "validate": re.compile(r"^/api/validate-yaml$"),
     "preupload": re.compile(rf"^/api/(?P<type>models|datasets|spaces)/{_REPO}/preupload/(?P<rev>[^/]+)$"),
     "commit": re.compile(rf"^/api/(?P<type>models|datasets|spaces)/{_REPO}/commit/(?P<rev>[^/]+)$"),
     "tree": re.compile(rf"^/api/(?P<type>models|datasets|spaces)/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$"),
@@ -155,11 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json({"error": error.message}, status=error.status, code=error.code, head=method == "HEAD")
 
     def _route(self, method: str, path: str, query: dict, body: bytes) -> None:
-        for name in ("create", "preupload", "commit", "tree", "resolve", "info"):
+        for name in ("create", "validate", "preupload", "commit", "tree", "resolve", "info"):
             match = _ROUTES[name].match(path)
             if match is None:
                 continue
-            allowed = "POST" if name in ("create", "preupload", "commit") else ("GET", "HEAD")
+            allowed = "POST" if name in ("create", "validate", "preupload", "commit") else ("GET", "HEAD")
             if method not in allowed:
                 raise HubError(405, f"{method} not allowed on {path}")
             return getattr(self, f"_{name}")(match.groupdict(), query, body, method)
@@ -179,6 +182,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(409, "You already created this model repo", None)
         self.hub.repos[(repo_type, repo_id)] = Repo(repo_type)
         self._send_json({"url": url, "name": repo_id, "id": repo_id})
+
+    def _validate(self, groups: dict, query: dict, body: bytes, method: str) -> None:
+        content = json.loads(body or b"{}").get("content", "")
+        problems = _metadata_problems(content)
+        if problems:
+            self._send_json({"errors": [{"message": p} for p in problems], "warnings": []}, status=400)
+        else:
+            self._send_json({"errors": [], "warnings": []})
 
     def _preupload(self, groups: dict, query: dict, body: bytes, method: str) -> None:
         self._require_token()
@@ -328,6 +339,38 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(data)
+
+
+def _metadata_problems(readme: str) -> list[str]:
+    """What is wrong with a README's YAML front matter (syntax, model-index shape); empty if nothing."""
+    import yaml
+
+    if not readme.startswith("---"):
+        return []
+    parts = readme.split("\n---", 1)
+    if len(parts) < 2:
+        return ["the metadata block opened by '---' is never closed"]
+    try:
+        metadata = yaml.safe_load(parts[0][3:]) or {}
+    except yaml.YAMLError as error:
+        return [f"invalid YAML: {error}"]
+    if not isinstance(metadata, dict):
+        return ["the metadata must be a YAML mapping"]
+    problems = []
+    for index, entry in enumerate(metadata.get("model-index") or []):
+        if not isinstance(entry, dict) or "name" not in entry:
+            problems.append(f"model-index[{index}] needs a name")
+            continue
+        for result in entry.get("results") or []:
+            if not isinstance((result.get("task") or {}).get("type"), str):
+                problems.append(f"model-index[{index}]: every result needs task.type")
+            dataset = result.get("dataset") or {}
+            if not (isinstance(dataset.get("type"), str) and isinstance(dataset.get("name"), str)):
+                problems.append(f"model-index[{index}]: every result needs dataset.type and dataset.name")
+            for metric in result.get("metrics") or []:
+                if not isinstance(metric.get("type"), str) or "value" not in metric:
+                    problems.append(f"model-index[{index}]: every metric needs type and value")
+    return problems
 
 
 if __name__ == "__main__":

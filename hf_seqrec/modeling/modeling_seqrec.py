@@ -21,7 +21,9 @@ from .configuration_seqrec import SeqRecConfig
 
 ITEM_TABLE_FILE = "item_table.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
-ADAPTER_CONFIG_FILE = "adapter_config.json"
+# Not peft's "adapter_config.json": with that file at the root, transformers' AutoModel and pipeline()
+# take a Hub repo for a bare peft adapter and load `base_model_name_or_path` (the backbone) instead.
+ADAPTER_CONFIG_FILE = "seqrec_adapter_config.json"
 BACKBONE_FILE = "backbone.safetensors"
 CATALOG_FILE = "item_catalog.jsonl"
 IGNORE_INDEX = -100
@@ -261,6 +263,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             adapter_config = self.backbone.peft_config["default"]
             adapter_config.base_model_name_or_path = self.config.backbone_name_or_path
             adapter_config.save_pretrained(directory)
+            os.replace(directory / "adapter_config.json", directory / ADAPTER_CONFIG_FILE)
         elif not self.config.backbone_pretrained:
             state = {k: v.detach().contiguous().cpu() for k, v in self.get_backbone().state_dict().items()}
             save_file(_untie(state), directory / BACKBONE_FILE)

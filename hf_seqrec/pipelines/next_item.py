@@ -286,7 +286,7 @@ class NextItemPipeline(Pipeline):
             raise TypeError(f"candidates must be a list of item ids; got {candidates!r}")
         rows, unknown = self.catalog.rows_for_ids(list(candidates))
         if unknown:
-            warnings.warn(f"candidates not in the catalogue, skipped: {_quote(unknown)}", UnknownItemWarning, stacklevel=4)
+            warnings.warn(f"candidates not in the catalogue, skipped: {_quote(unknown)}", UnknownItemWarning, stacklevel=5)
         if not rows:
             raise ValueError(f"none of the {len(unknown)} candidates is in the catalogue of {len(self.catalog)} items")
         return torch.tensor(sorted(set(rows)), dtype=torch.long)
@@ -358,7 +358,7 @@ class NextItemPipeline(Pipeline):
                     f"{len(unknown)} of {len(values)} history items are not in the catalogue and were skipped: "
                     f"{_quote(unknown)}",
                     UnknownItemWarning,
-                    stacklevel=5,
+                    stacklevel=4,
                 )
         else:
             rows, unknown = self._rows_for_texts(values)
@@ -391,7 +391,7 @@ class NextItemPipeline(Pipeline):
             warnings.warn(
                 f"{len(unknown)} of {len(texts)} titles match no catalogue item and were skipped: {_quote(unknown)}",
                 UnknownItemWarning,
-                stacklevel=6,
+                stacklevel=5,
             )
         if ambiguous:
             described = "; ".join(
@@ -401,7 +401,7 @@ class NextItemPipeline(Pipeline):
             warnings.warn(
                 f"{len(ambiguous)} ambiguous title(s) skipped (pass item ids in \"history\" instead): {described}",
                 AmbiguousItemWarning,
-                stacklevel=6,
+                stacklevel=5,
             )
         return rows, unknown + list(ambiguous)
 

@@ -60,6 +60,8 @@ class TrainerState:
     epochs_without_improvement: int = 0
     train_seconds: float = 0.0
     trained_positions: int = 0  # labelled item positions seen (the "tokens" of this model)
+    epoch_loss_sum: float = 0.0  # running loss of the current epoch, kept so a resumed epoch reports the same mean
+    epoch_loss_batches: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def save(self, directory: Path) -> None:
@@ -246,7 +248,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         batches = train_loader
         if state.step_in_epoch:
             batches = accelerator.skip_first_batches(train_loader, state.step_in_epoch)
-        epoch_start, running_loss, running_batches = time.perf_counter(), 0.0, 0
+        epoch_start = time.perf_counter()
         for batch in batches:
             with accelerator.accumulate(model):
                 labelled = (batch["labels"] != IGNORE_INDEX).sum()
@@ -262,14 +264,15 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
                 optimizer.zero_grad()
             state.step_in_epoch += 1
             state.trained_positions += int(global_labelled)
-            running_loss += float(accelerator.reduce(outputs.loss.detach(), reduction="mean"))
-            running_batches += 1
+            state.epoch_loss_sum += float(accelerator.reduce(outputs.loss.detach(), reduction="mean"))
+            state.epoch_loss_batches += 1
+            epoch_loss = state.epoch_loss_sum / state.epoch_loss_batches
             if accelerator.sync_gradients:
                 state.global_step += 1
                 progress.update(1)
-                progress.set_postfix(loss=f"{running_loss / running_batches:.4f}")
+                progress.set_postfix(loss=f"{epoch_loss:.4f}")
                 if config.report_to:
-                    accelerator.log({"train/loss": running_loss / running_batches, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step)
+                    accelerator.log({"train/loss": epoch_loss, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step)
                 if state.global_step >= total_steps:
                     stop = True
                 if config.checkpoint_every_steps and state.global_step % config.checkpoint_every_steps == 0 and not stop:
@@ -286,7 +289,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         epoch_record = {
             "epoch": state.epoch + 1,
             "step": state.global_step,
-            "train_loss": running_loss / max(running_batches, 1),
+            "train_loss": state.epoch_loss_sum / max(state.epoch_loss_batches, 1),
             "validation_ndcg@10": metrics["ndcg@10"],
             "validation_hr@10": metrics["hr@10"],
         }
@@ -306,7 +309,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         else:
             state.epochs_without_improvement += 1
         state.epoch += 1
-        state.step_in_epoch = 0
+        state.step_in_epoch, state.epoch_loss_sum, state.epoch_loss_batches = 0, 0.0, 0
         if config.early_stopping_patience and state.epochs_without_improvement >= config.early_stopping_patience:
             accelerator.print(f"Early stopping: no better validation NDCG@10 for {config.early_stopping_patience} epochs")
             stop = True

@@ -1,0 +1,310 @@
+"""The model card (README.md) of a finished checkpoint, rendered from `model_cards/` and metrics.json.
+
+`write_model_card` is called by the training loop once `metrics.json` exists. It writes
+
+- `README.md`: YAML metadata the Hub reads (library_name, base_model, tags, datasets, license and the
+  test metrics in the Hub's model-index form), what the model is, a usage snippet for the pipeline,
+  the data, the full evaluation protocol, the metrics table with 95% intervals, the per-epoch
+  history and the training configuration;
+- `training_curve.png`: training loss and validation NDCG@10 per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import string
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "next_item_model_card.md"
+README = "README.md"
+CURVE = "training_curve.png"
+CATALOG = "item_catalog.jsonl"
+
+# Backbone aliases of hf_seqrec.modeling.backbones and the Hub models they come from.
+BASE_MODELS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "tiny-llama": None}
+DATASET_NAMES = {"movielens-100k": "MovieLens-100K"}
+HEADLINE_KS = (1, 5, 10, 20)
+
+
+def write_model_card(
+    directory: str | os.PathLike, metrics: dict[str, Any], training_config: dict[str, Any], *, template: str | os.PathLike | None = None
+) -> Path:
+    """Render the model card of the checkpoint in ``directory``; returns the path of its README.md."""
+    directory = Path(directory)
+    template_path = Path(template) if template is not None else TEMPLATE
+    if not template_path.is_file():
+        raise FileNotFoundError(
+            f"{template_path}: model card template not found (it lives in the repository's model_cards/ folder); "
+            "the checkpoint itself is complete, only its README.md is missing"
+        )
+    history = (metrics.get("training") or {}).get("history") or []
+    has_curve = write_training_curve(directory / CURVE, history)
+    text = render_model_card(
+        metrics, training_config, template_path.read_text(encoding="utf-8"), example_ids=_example_ids(directory), has_curve=has_curve
+    )
+    path = directory / README
+    tmp = path.with_name(f".{README}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def render_model_card(
+    metrics: dict[str, Any], training_config: dict[str, Any], template: str, *, example_ids: list[str] | None = None, has_curve: bool = True
+) -> str:
+    """The README.md text (pure function of its inputs; see `write_model_card`)."""
+    protocol = metrics.get("protocol") or {}
+    backbone = str(training_config.get("backbone") or (metrics.get("training") or {}).get("backbone") or "unknown")
+    dataset = str(training_config.get("dataset") or protocol.get("dataset") or "unknown")
+    dataset_name = DATASET_NAMES.get(dataset, Path(dataset).name if os.sep in dataset else dataset)
+    model_name = training_config.get("hub_model_id") or f"hf_seqrec {backbone} on {dataset_name}"
+    model_ref = training_config.get("hub_model_id") or "path/to/checkpoint"
+    use_lora = bool(training_config.get("use_lora", True))
+    if use_lora:
+        adaptation = (
+            f"The backbone was adapted with LoRA (r={training_config.get('lora_r')}, alpha={training_config.get('lora_alpha')}, "
+            f"on {', '.join(training_config.get('lora_target_modules') or [])})."
+        )
+    else:
+        adaptation = "The backbone was trained in full (no LoRA)."
+    values = {
+        "metadata": _metadata(metrics, training_config, str(model_name), dataset, dataset_name, backbone),
+        "model_name": model_name,
+        "backbone": backbone,
+        "backbone_description": _backbone_description(backbone),
+        "adaptation": adaptation,
+        "n_items": metrics.get("n_items", "?"),
+        "model_ref": model_ref,
+        "example_ids": json.dumps((example_ids or ["<item id>", "<item id>"])[:3]),
+        "dataset": dataset_name,
+        "data_section": _data_section(metrics, training_config, dataset_name),
+        "protocol_section": _protocol_section(protocol, training_config.get("bootstrap_samples")),
+        "results_section": _results_section(metrics),
+        "training_section": _training_section(metrics, has_curve),
+        "training_config": yaml.safe_dump(training_config, sort_keys=False).strip(),
+    }
+    text = string.Template(template).substitute(values)
+    if not has_curve:
+        text = "\n".join(line for line in text.splitlines() if CURVE not in line) + "\n"
+    return text
+
+
+# ----------------------------------------------------------------------------- metadata
+def _metadata(metrics: dict, config: dict, model_name: str, dataset: str, dataset_name: str, backbone: str) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    test = metrics.get("test") or {}
+    protocol = metrics.get("protocol") or {}
+    # A subset run is labelled in the metric's name, so the Hub never shows it as a full result.
+    suffix = f" ({protocol['subset']})" if protocol.get("subset") else ""
+    results = []
+    for key in [f"ndcg@{k}" for k in HEADLINE_KS] + [f"hr@{k}" for k in HEADLINE_KS] + ["mrr"]:
+        value = test.get(key)
+        if not _is_number(value):
+            continue
+        results.append(
+            EvalResult(
+                task_type="next-item-recommendation",
+                task_name="Next-item recommendation",
+                dataset_type=dataset,
+                dataset_name=dataset_name,
+                dataset_split="test",
+                metric_type=key.replace("@", "_at_"),
+                metric_name=key.upper() + suffix,
+                metric_value=round(float(value), 6),
+            )
+        )
+    card = ModelCardData(
+        library_name="hf_seqrec",
+        license="apache-2.0",
+        base_model=_base_model(backbone),
+        datasets=[dataset] if dataset != "unknown" and os.sep not in dataset else None,
+        tags=["recommendation", "sequential-recommendation", "next-item-prediction", "peft", "lora"]
+        if config.get("use_lora", True)
+        else ["recommendation", "sequential-recommendation", "next-item-prediction"],
+        model_name=model_name,
+        eval_results=results or None,
+    )
+    return card.to_yaml() + "\n"
+
+
+def _base_model(backbone: str) -> str | None:
+    if backbone in BASE_MODELS:
+        return BASE_MODELS[backbone]
+    if Path(backbone).expanduser().exists() or backbone.count("/") != 1:
+        return None  # a local directory is not something the Hub can link to
+    return backbone
+
+
+def _backbone_description(backbone: str) -> str:
+    base = _base_model(backbone)
+    if base:
+        return f"the pretrained causal language model [{base}](https://huggingface.co/{base})"
+    if backbone == "tiny-llama":
+        return "a tiny randomly initialised two-layer Llama (a smoke-test backbone, not a pretrained model)"
+    return f"the causal language model `{backbone}`"
+
+
+# ----------------------------------------------------------------------------- sections
+def _data_section(metrics: dict, config: dict, dataset_name: str) -> str:
+    report = metrics.get("data_report") or {}
+    lines = [f"- Dataset: **{dataset_name}**" + (" (ratings treated as implicit interactions)" if config.get("min_rating") is None else "")]
+    if config.get("min_rating") is not None:
+        lines.append(f"- Interactions kept: rating >= {config['min_rating']}")
+    counts = [
+        ("interactions after filtering", report.get("n_interactions")),
+        ("users", metrics.get("n_users", report.get("n_users"))),
+        ("items", metrics.get("n_items", report.get("n_items"))),
+        ("users evaluated", metrics.get("n_users_evaluated")),
+        ("users with fewer than 3 interactions (not evaluated)", metrics.get("n_users_too_short")),
+    ]
+    lines += [f"- {name}: {value:,}" if isinstance(value, int) else f"- {name}: {value}" for name, value in counts if value is not None]
+    k_core = config.get("k_core", report.get("k_core"))
+    lines.append(f"- k-core filter: {k_core}" if k_core and k_core > 1 else "- k-core filter: none")
+    for key in ("n_interactions_dropped_by_rating", "n_interactions_dropped_by_k_core"):
+        if report.get(key):
+            lines.append(f"- {key.replace('n_', '', 1).replace('_', ' ')}: {report[key]:,}")
+    template = config.get("item_text_template") or (" | ".join(config["item_text_fields"]) if config.get("item_text_fields") else None)
+    lines.append(
+        f"- Item text (initialises the item table): {template}" if template else "- Item text: the dataset's rendered item text (e.g. title with year, then genres)"
+    )
+    lines.append(f"- History length read by the model: the most recent {config.get('max_len', '?')} items")
+    return "\n".join(lines)
+
+
+def _protocol_section(protocol: dict, n_resamples: int | None = None) -> str:
+    if not protocol:
+        return "The metrics file records no protocol."
+    lines = []
+    for key, label in (
+        ("split", "Split"),
+        ("min_interactions_rule", "Short users"),
+        ("ranking", "Ranking"),
+        ("masking", "Masking"),
+        ("ties", "Ties"),
+        ("aggregation", "Aggregation"),
+    ):
+        if protocol.get(key):
+            lines.append(f"- **{label}:** {protocol[key]}")
+    for name, definition in (protocol.get("metrics") or {}).items():
+        lines.append(f"- **{name.upper()}:** {definition}")
+    interval = dict(protocol.get("interval") or {})
+    if interval and n_resamples is not None:
+        interval["n_resamples"] = n_resamples  # what the run used (the protocol dict holds the default)
+    if interval:
+        lines.append(
+            f"- **Intervals:** {interval.get('method', 'bootstrap')}, {int(100 * interval.get('confidence', 0.95))}% confidence, "
+            f"{interval.get('n_resamples', '?')} resamples, seed {interval.get('seed', '?')}"
+        )
+    if protocol.get("subset"):
+        lines.append(f"- **Subset:** {protocol['subset']}")
+    extra = {k: v for k, v in protocol.items() if k in ("dataset", "k_core", "max_len", "ks")}
+    if extra:
+        lines.append("- **Settings:** " + ", ".join(f"{k}={v}" for k, v in extra.items()))
+    return "\n".join(lines)
+
+
+def _results_section(metrics: dict) -> str:
+    test = metrics.get("test") or {}
+    validation = metrics.get("validation") or {}
+    if not test:
+        return "No test metrics were recorded."
+    intervals = test.get("intervals") or {}
+    rows = ["| Metric | Test | Test 95% interval | Validation |", "|---|---|---|---|"]
+    keys = [k for k in ("ndcg@10", "hr@10", "mrr") if k in test]
+    keys += [f"{m}@{k}" for m in ("hr", "ndcg") for k in HEADLINE_KS if f"{m}@{k}" in test and f"{m}@{k}" not in keys]
+    for key in keys:
+        interval = intervals.get(key)
+        shown = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval and all(_is_number(v) for v in interval) else "n/a"
+        rows.append(f"| {key.upper()} | {_fmt(test.get(key))} | {shown} | {_fmt(validation.get(key))} |")
+    users = test.get("n_users", metrics.get("n_users_evaluated"))
+    notes = [f"Test users: {users}." if users is not None else ""]
+    subset = (metrics.get("protocol") or {}).get("subset")
+    if subset:
+        notes.append(f"**Evaluated on a subset: {subset}.**")
+    return "\n".join(rows) + "\n\n" + " ".join(n for n in notes if n)
+
+
+def _training_section(metrics: dict, has_curve: bool) -> str:
+    training = metrics.get("training") or {}
+    lines = []
+    facts = [
+        ("best epoch (by validation NDCG@10)", training.get("best_epoch")),
+        ("epochs run", training.get("epochs_run")),
+        ("optimizer steps", training.get("optimizer_steps")),
+        ("training time (s)", training.get("train_seconds")),
+        ("trained positions per second", training.get("positions_per_second")),
+        ("processes", training.get("num_processes")),
+    ]
+    lines += [f"- {name}: {value}" for name, value in facts if value is not None]
+    history = training.get("history") or []
+    if history:
+        lines += ["", "| Epoch | Training loss | Validation NDCG@10 | Validation HR@10 |", "|---|---|---|---|"]
+        for record in history:
+            lines.append(
+                f"| {record.get('epoch')} | {_fmt(record.get('train_loss'))} | {_fmt(record.get('validation_ndcg@10'))} | "
+                f"{_fmt(record.get('validation_hr@10'))} |"
+            )
+    elif not has_curve:
+        lines.append("- No per-epoch history was recorded.")
+    return "\n".join(lines) if lines else "No training record."
+
+
+# ----------------------------------------------------------------------------- the plot
+def write_training_curve(path: str | os.PathLike, history: list[dict[str, Any]]) -> bool:
+    """Plot training loss and validation NDCG@10 per epoch into ``path``; False when there is no history."""
+    epochs = [r.get("epoch") for r in history if _is_number(r.get("epoch"))]
+    if not epochs:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # no pyplot: no global figure state, works in any backend
+
+    loss = [r.get("train_loss") for r in history if _is_number(r.get("epoch"))]
+    ndcg = [r.get("validation_ndcg@10") for r in history if _is_number(r.get("epoch"))]
+    figure = Figure(figsize=(8, 3.2), dpi=110)
+    left, right = figure.subplots(1, 2)
+    for axis, values, title, colour in ((left, loss, "Training loss", "tab:blue"), (right, ndcg, "Validation NDCG@10", "tab:orange")):
+        points = [(e, v) for e, v in zip(epochs, values) if _is_number(v)]
+        if points:
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=colour)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+    figure.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return True
+
+
+# ----------------------------------------------------------------------------- helpers
+def _example_ids(directory: Path) -> list[str] | None:
+    """The first item ids of the checkpoint's catalogue, for a usage snippet that runs as written."""
+    path = directory / CATALOG
+    if not path.is_file():
+        return None
+    ids = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                ids.append(str(json.loads(line)["item_id"]))
+            if len(ids) == 3:
+                break
+    return ids or None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if _is_number(value) else "n/a"
