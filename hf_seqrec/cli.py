@@ -8,6 +8,7 @@ its traceback.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -92,7 +93,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     loader = accelerator.prepare(DataLoader(split, batch_size=args.batch_size, collate_fn=NextItemCollator(model.config.max_len)))
     model = model.to(accelerator.device)
     metrics = evaluate_ranking(model, loader, accelerator, n_bootstrap=args.bootstrap_samples)
-    payload = {"protocol": PROTOCOL, args.split: metrics, "n_users": metrics["n_users"], "n_items": len(prepared.catalog), "model": str(args.model)}
+    protocol = copy.deepcopy(PROTOCOL)
+    protocol["interval"]["n_resamples"] = args.bootstrap_samples
+    payload = {"protocol": protocol, args.split: metrics, "n_users": metrics["n_users"], "n_items": len(prepared.catalog), "model": str(args.model)}
     if args.output and accelerator.is_main_process:
         write_json_atomic(args.output, payload)
     accelerator.print(json.dumps({args.split: {k: metrics[k] for k in ("ndcg@10", "hr@10", "mrr")}}))

@@ -120,10 +120,18 @@ def test_hub_load_back_gives_identical_scores(hub, trained, tmp_path):
             out[where + "_logits"] = logits.tolist()
             recommend = pipeline("next-item", model=name)
             out[where + "_pipeline"] = recommend(histories, top_k=5)
+        # model.push_to_hub (the PreTrainedModel route) round-trips as well.
+        model = SeqRecForNextItem.from_pretrained({local!r})
+        model.push_to_hub("alice/pushed-model")
+        again = SeqRecForNextItem.from_pretrained("alice/pushed-model")
+        x = torch.tensor([[3, 1, 4, 1, 5]])
+        with torch.no_grad():
+            out["model_push_identical"] = torch.equal(model(x).logits, again(x).logits)
     """.format(local=str(out), repo=REPO_ID)
     result = _run(_score_code("import hf_seqrec", body), _hub_env(hub, tmp_path / "hf_home"), cwd=work)
     assert result["hub_logits"] == result["local_logits"]  # identical floats, not merely close
     assert result["hub_pipeline"] == result["local_pipeline"]
+    assert result["model_push_identical"] is True
     assert all(len(recs) == 5 and [r["rank"] for r in recs] == [1, 2, 3, 4, 5] for recs in result["hub_pipeline"])
     downloads = [path for method, path in hub.requests if method == "GET" and "/resolve/" in path]
     assert any(path.endswith("/item_table.safetensors") for path in downloads)

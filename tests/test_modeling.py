@@ -85,10 +85,12 @@ def test_save_and_reload_give_identical_scores_without_backbone_weights(tiny_mod
     model.save_pretrained(tmp_path)
 
     files = {p.name for p in tmp_path.iterdir()}
-    assert {"config.json", "adapter_model.safetensors", "adapter_config.json", "item_table.safetensors", "item_catalog.jsonl"} <= files
+    assert {"config.json", "adapter_model.safetensors", "seqrec_adapter_config.json", "item_table.safetensors", "item_catalog.jsonl"} <= files
     adapter_keys = load_file(tmp_path / "adapter_model.safetensors").keys()
     assert adapter_keys and all("lora_" in k for k in adapter_keys)
     assert "backbone.safetensors" not in files
+    # peft's own adapter_config.json name would make transformers load the repo as a bare adapter.
+    assert "adapter_config.json" not in files
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "seqrec" and config["backbone_name_or_path"] == "tiny-llama"
 

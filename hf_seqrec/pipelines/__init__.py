@@ -2,6 +2,12 @@
 
 ``import hf_seqrec`` calls :func:`register_pipeline`, after which
 ``transformers.pipeline("next-item", model=checkpoint_dir_or_hub_id)`` builds a :class:`NextItemPipeline`.
+
+Checkpoints also carry their own copy of the pipeline (``next_item.py``, named in config.json's
+``custom_pipelines``), so ``pipeline(model=checkpoint, trust_remote_code=True)`` works where hf_seqrec
+is not installed. Where hf_seqrec *is* imported its config class ignores ``custom_pipelines`` (else
+transformers would insist on trust_remote_code for the registered task), so name the task there:
+``pipeline("next-item", model=...)``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     >>> from transformers import pipeline
     >>> recommend = pipeline("next-item", model="path/to/checkpoint")        # or a Hub id
     >>> recommend({"history": ["50", "172", "133"]}, top_k=3)
-    [{'item_id': '181', 'text': 'Return of the Jedi (1983) | ...', 'score': 7.1, 'rank': 1}, ...]
+    [{'item_id': ..., 'text': ..., 'score': ..., 'rank': 1}, {... 'rank': 2}, {... 'rank': 3}]
 
 Accepted inputs (anything else is rejected with a message that says what to pass):
 

@@ -8,6 +8,7 @@ continues exactly where the killed run stopped.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -325,7 +326,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     test = evaluate_ranking(best, test_loader, accelerator, n_bootstrap=config.bootstrap_samples)
     results = _metrics_payload(config, prepared, state, validation, test, accelerator.num_processes)
     if accelerator.is_main_process:
-        _export_final_checkpoint(output_dir, best, tokenizer, results, config)
+        _export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
     accelerator.print(
         f"test NDCG@10 {test['ndcg@10']:.4f}  HR@10 {test['hr@10']:.4f}  MRR {test['mrr']:.4f}  "
         f"({test['n_users']} users, {len(prepared.catalog)} items; best epoch {state.best_epoch})"
@@ -335,7 +336,8 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
 
 
 def _metrics_payload(config, prepared, state, validation, test, num_processes) -> dict[str, Any]:
-    protocol = dict(PROTOCOL)
+    protocol = copy.deepcopy(PROTOCOL)
+    protocol["interval"]["n_resamples"] = config.bootstrap_samples
     protocol["dataset"] = config.dataset
     protocol["k_core"] = config.k_core
     protocol["max_len"] = config.max_len
@@ -365,11 +367,20 @@ def _metrics_payload(config, prepared, state, validation, test, num_processes) -
     }
 
 
-def _export_final_checkpoint(output_dir: Path, model: SeqRecForNextItem, tokenizer, results: dict, config: FinetuneConfig) -> None:
+def _export_final_checkpoint(
+    output_dir: Path, model: SeqRecForNextItem, tokenizer, results: dict, config: FinetuneConfig, prepared: PreparedData
+) -> None:
     """Write the best model, tokenizer and metrics at the top of ``output_dir``, each file atomically."""
+    from ..pipelines import save_item_popularity
+
+    def write_checkpoint(directory: Path, checkpoint: SeqRecForNextItem) -> None:
+        checkpoint.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        # Training-split counts: the pipeline's fallback="popular" for users with no known history.
+        save_item_popularity(directory, prepared.splits["train"]["items"], num_items=len(prepared.catalog))
+
     with atomic_directory(output_dir / ".final") as staging:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        write_checkpoint(staging, model)
     final = output_dir / ".final"
     for entry in final.iterdir():
         os.replace(entry, output_dir / entry.name)
@@ -380,9 +391,7 @@ def _export_final_checkpoint(output_dir: Path, model: SeqRecForNextItem, tokeniz
     write_model_card(output_dir, results, config.to_dict())
     if config.merge:
         with atomic_directory(output_dir / "merged") as staging:
-            merged = SeqRecForNextItem.from_pretrained(output_dir)
-            merged.merge_adapter().save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
+            write_checkpoint(staging, SeqRecForNextItem.from_pretrained(output_dir).merge_adapter())
 
 
 def _clear_previous_run(output_dir: Path) -> None:
