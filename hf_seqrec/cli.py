@@ -43,13 +43,32 @@ def finetune_main(argv: list[str] | None = None) -> int:
     from .training.trainer import train
 
     config = config_from_args(argv, description="Fine-tune a next-item recommender (LoRA on a pretrained LM) with accelerate.")
+    _check_data_options(config)  # before any training, so a bad option costs seconds, not a run
     results = train(config)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return 0  # one process reports and pushes; the others wrote nothing of their own
+    # The results first: a failed push below must not hide what the finished run achieved.
+    print(json.dumps({"test": {k: results["test"][k] for k in ("ndcg@10", "hr@10", "mrr")}, "output_dir": config.output_dir}))
+    sys.stdout.flush()
     if config.push_to_hub:
         from .hub.push import push_checkpoint
 
-        push_checkpoint(config.output_dir, config.hub_model_id)
-    print(json.dumps({"test": {k: results["test"][k] for k in ("ndcg@10", "hr@10", "mrr")}, "output_dir": config.output_dir}))
+        push_checkpoint(config.output_dir, config.hub_model_id)  # PushError: exit 2, local checkpoint kept
     return 0
+
+
+def _check_data_options(config) -> None:
+    """Data options that only ``DataConfig`` checks (types, combinations) as a ConfigError naming the option."""
+    from .training.config import ConfigError
+
+    try:
+        config.data_config()
+    except (TypeError, ValueError) as error:
+        if isinstance(error, DataValidationError):
+            raise
+        raise ConfigError(str(error).replace("DataConfig.", "")) from None
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
@@ -75,10 +94,15 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .modeling import SeqRecForNextItem
     from .training.config import FinetuneConfig
 
-    model = SeqRecForNextItem.from_pretrained(args.model)
-    config_file = args.config or (Path(args.model) / "training_config.yaml")
+    model = _load_checkpoint(SeqRecForNextItem, args.model)
     overrides = {"dataset": args.dataset} if args.dataset else {}
-    config = FinetuneConfig.from_yaml(config_file, **overrides) if Path(config_file).is_file() else FinetuneConfig(**overrides)
+    default_config = Path(args.model) / "training_config.yaml"
+    if args.config:  # asked for by name: a missing file is an error, not a silent fallback to defaults
+        config = FinetuneConfig.from_yaml(args.config, **overrides)
+    elif default_config.is_file():
+        config = FinetuneConfig.from_yaml(default_config, **overrides)
+    else:
+        config = FinetuneConfig(**overrides)
     prepared = prepare_data(config.data_config())
     if model.item_catalog is not None and model.item_catalog.item_ids != prepared.catalog.item_ids:
         raise DataValidationError(
@@ -100,3 +124,17 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         write_json_atomic(args.output, payload)
     accelerator.print(json.dumps({args.split: {k: metrics[k] for k in ("ndcg@10", "hr@10", "mrr")}}))
     return 0
+
+
+def _load_checkpoint(model_class, name: str):
+    """``from_pretrained`` with a user-facing error for a path or Hub id that holds no checkpoint."""
+    if not Path(name).exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name):
+        raise FileNotFoundError(f"--model {name}: no such checkpoint directory")
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return model_class.from_pretrained(name)
+    except FileNotFoundError:
+        raise
+    except (OSError, HFValidationError) as error:  # not a local directory, and not a reachable Hub repository
+        raise FileNotFoundError(f"--model {name}: cannot load a checkpoint from it ({error})") from None

@@ -23,6 +23,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file private (0600); the renamed file should read like one written with open():
+    # the old file's mode, or the usual 0666 minus the umask for a new one.
+    tmp.chmod(path.stat().st_mode & 0o7777 if path.is_file() else _new_file_mode())
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -31,6 +34,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -71,7 +80,7 @@ def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> N
     so at every instant one complete copy exists under ``target`` or ``.<target>.old``.
     """
     source, target = Path(source), Path(target)
-    old = target.with_name(f".{target.name}.old")
+    old = recover_directory(target)
     if old.exists():
         shutil.rmtree(old)
     if target.exists():
@@ -79,3 +88,17 @@ def replace_directory(source: str | os.PathLike, target: str | os.PathLike) -> N
     os.replace(source, target)
     if old.exists():
         shutil.rmtree(old)
+
+
+def recover_directory(target: str | os.PathLike) -> Path:
+    """Finish a :func:`replace_directory` that was killed between its two renames; returns the ``.old`` path.
+
+    A kill right after the old ``target`` was renamed aside leaves the only complete copy under
+    ``.<target>.old`` and nothing under ``target``: rename it back. When both exist, the new
+    ``target`` was already in place and the ``.old`` copy is a stale leftover (safe to delete).
+    """
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if old.is_dir() and not target.exists():
+        os.replace(old, target)
+    return old

@@ -60,6 +60,7 @@ _DELIMITER_NAMES = {",": "comma (',')", "\t": "tab ('\\t')", ";": "semicolon (';
 # "12.0" written by a float column in some exporter is the same id as 12 and "12".
 _INTEGRAL_FLOAT_TEXT = r"^([+-]?\d+)\.0*$"
 _NEGATIVE_NUMBER_TEXT = r"-\d+(\.\d*)?"
+_NAN_TEXT = r"[+-]?nan"
 
 
 # --------------------------------------------------------------------------- columns
@@ -473,12 +474,17 @@ def _normalise_ids(values: pd.Series) -> pd.Series:
 def _checked_ids(table: _Table, column: str, role: str) -> pd.Series:
     raw = table.frame[column]
     ids = _normalise_ids(raw)
-    empty = _first_bad(ids.isna() | (ids == ""))
-    if empty:
-        row, count = empty
+    # NaN (a float NaN, or the text "NaN" written by an exporter) marks a missing value, not an id.
+    not_a_number = ids.str.fullmatch(_NAN_TEXT, case=False).fillna(False).astype(bool)
+    missing = _first_bad(ids.isna() | (ids == "") | not_a_number)
+    if missing:
+        row, count = missing
+        found = _found(raw, row)
+        is_nan = bool(not_a_number.iloc[row - 1]) or (isinstance(found, float) and math.isnan(found))
         raise table.error(
-            f"the {role} is empty{_more(count)}", row=row, field=column, found=_found(raw, row),
-            expected=f"a non-empty {role} on every row",
+            f"the {role} is {'NaN (a missing value)' if is_nan else 'empty'}{_more(count)}", row=row, field=column,
+            found=found, expected=f"a non-empty {role} on every row",
+            hint="Drop the rows without an id, or fill them in" if is_nan else None,
         )
     negative = _first_bad(ids.str.fullmatch(_NEGATIVE_NUMBER_TEXT))
     if negative:

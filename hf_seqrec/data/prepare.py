@@ -157,13 +157,20 @@ def prepare_data(config: DataConfig) -> PreparedData:
     n_loaded = len(interactions)
     interactions = _filter_by_rating(interactions, config.min_rating, sources[0])
     n_after_rating = len(interactions)
-    interactions = k_core_filter(interactions, config.k_core)
+    try:
+        interactions = k_core_filter(interactions, config.k_core)
+    except DataValidationError as error:
+        raise _naming_source(error, sources[0]) from None
     catalog, catalog_report = _build_catalog(interactions["item_id"], items, *sources)
     index_of = {item_id: row for row, item_id in enumerate(catalog.item_ids)}
     sequences = {
         user: [index_of[item] for item in items_of_user] for user, items_of_user in user_sequences(interactions).items()
     }
-    splits, split_report = leave_one_out(sequences)
+    try:
+        splits, split_report = leave_one_out(sequences)
+    except DataValidationError as error:
+        hint = "Lower k_core or min_rating, or add interactions" if config.k_core > 1 or config.min_rating is not None else None
+        raise _naming_source(error, sources[0], hint=hint) from None
     report = {
         "n_interactions": len(interactions),
         "n_interactions_dropped_by_rating": n_loaded - n_after_rating,
@@ -176,6 +183,16 @@ def prepare_data(config: DataConfig) -> PreparedData:
         **catalog_report,
     }
     return PreparedData(catalog=catalog, splits=splits, report=report)
+
+
+def _naming_source(error: DataValidationError, source: str, *, hint: str | None = None) -> DataValidationError:
+    """The same error, saying which interactions file it is about (the filters only see a table)."""
+    if not os.path.exists(source):
+        source = f"<{source}>"  # a built-in dataset, not a file (DataValidationError prints "file ..." otherwise)
+    return DataValidationError(
+        error.problem, source=error.source or source, row=error.row, line=error.line, field=error.field,
+        found=error.found, expected=error.expected, hint=error.hint or hint,
+    )
 
 
 def _load(config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[str, str | None]]:

@@ -21,9 +21,12 @@ def rank_targets(model: torch.nn.Module, dataloader: DataLoader, accelerator: An
     """
     was_training = model.training
     model.eval()
+    num_items = getattr(getattr(model, "config", None), "num_items", None)
     ranks = []
     for batch in dataloader:
         device = batch["input_item_ids"].device
+        if num_items is not None:
+            _check_item_indices(batch["input_item_ids"], int(num_items))
         logits = model(
             input_item_ids=batch["input_item_ids"],
             attention_mask=batch["attention_mask"],
@@ -50,3 +53,17 @@ def evaluate_ranking(
     """HR@K, NDCG@K and MRR (K in 1, 5, 10, 20) with bootstrap 95% intervals over users."""
     ranks = rank_targets(model, dataloader, accelerator)
     return full_ranking_metrics(ranks, n_bootstrap=n_bootstrap, seed=seed)
+
+
+def _check_item_indices(item_ids: torch.Tensor, num_items: int) -> None:
+    """A clear error for an input row outside the item table (the embedding lookup would only say "index out of range")."""
+    if item_ids.numel() == 0:
+        return
+    low, high = int(item_ids.min()), int(item_ids.max())
+    if low < 0 or high >= num_items:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"a history holds the item index {bad}, outside the model's catalogue of {num_items} items "
+            f"(indices 0..{num_items - 1}); map external item ids to indices with the model's ItemCatalog, "
+            "which has no row for an unknown item"
+        )

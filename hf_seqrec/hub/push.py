@@ -28,9 +28,20 @@ def push_checkpoint(output_dir: str | os.PathLike, repo_id: str, *, token: str |
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(folder_path=str(output_dir), repo_id=repo_id, ignore_patterns=LOCAL_ONLY)
     except Exception as error:  # any network or Hub failure: say what is still safe
+        reason = _redact(f"{type(error).__name__}: {error}", token)
         raise PushError(
-            f"pushing {output_dir} to {repo_id} failed ({type(error).__name__}: {error}); "
+            f"pushing {output_dir} to {repo_id} failed ({reason}); "
             f"the local checkpoint in {output_dir} is complete and unchanged"
         ) from error
     logger.info("Pushed %s to %s", output_dir, repo_id)
     return str(getattr(commit, "commit_url", commit))
+
+
+def _redact(text: str, token: str | None) -> str:
+    """``text`` with the Hub token (given, or found by huggingface_hub) replaced, in case an error quotes it."""
+    from huggingface_hub import get_token
+
+    for secret in {token, get_token()}:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

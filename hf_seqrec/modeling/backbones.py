@@ -11,6 +11,9 @@ Built-in aliases
     A two-layer Llama with random weights (fixed seed) and a byte-level tokenizer, for
     tests and smoke runs. It is written to the cache once, so every load gives the same
     weights.
+``sasrec``, ``gru4rec``, ``lstm``
+    From-scratch baseline backbones (see ``baselines.py``): no pretrained weights and no
+    tokenizer; they are built from a config and trained in full.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Iterator
 
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .baselines import BASELINE_BACKBONES, build_baseline_backbone, is_baseline_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,11 @@ def resolve_backbone(name_or_path: str) -> str:
     as it is; anything else is passed through as a Hub id (resolved by transformers, from
     its cache when ``HF_HUB_OFFLINE=1``).
     """
+    if is_baseline_backbone(name_or_path):
+        raise ValueError(
+            f"{name_or_path!r} is a from-scratch baseline backbone with no pretrained weights; build it with "
+            f"load_backbone({name_or_path!r}) or SeqRecForNextItem.from_backbone({name_or_path!r}, num_items=...)"
+        )
     if name_or_path == "smollm2-135m":
         return str(_materialise(name_or_path, _convert_smollm2))
     if name_or_path == "tiny-llama":
@@ -61,13 +71,23 @@ def resolve_backbone(name_or_path: str) -> str:
 
 
 def load_backbone(
-    name_or_path: str, dtype: torch.dtype | None = torch.float32
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    name_or_path: str, dtype: torch.dtype | None = torch.float32, **baseline_options
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
     """Load the backbone's decoder (no LM head) and its tokenizer.
 
     ``AutoModel`` on a causal-LM checkpoint gives the bare decoder: the 49k-word LM head
     is never built, since hf_seqrec scores items with its own tied item table.
+
+    A baseline alias (``sasrec``, ``gru4rec``, ``lstm``) gives a freshly initialised backbone
+    and no tokenizer (``None``); ``baseline_options`` (``hidden_size``, ``max_len``, ``dropout``,
+    ``num_layers``, ``num_heads``) size it. They are refused for any other backbone.
     """
+    if is_baseline_backbone(name_or_path):
+        return build_baseline_backbone(name_or_path, dtype=dtype, **baseline_options), None
+    if baseline_options:
+        raise ValueError(
+            f"{sorted(baseline_options)} only size the from-scratch backbones {BASELINE_BACKBONES}, not {name_or_path!r}"
+        )
     location = resolve_backbone(name_or_path)
     backbone = AutoModel.from_pretrained(location, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(location)

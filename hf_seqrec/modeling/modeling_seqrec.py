@@ -17,6 +17,9 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
+# Same-folder import (copied into checkpoints with this file): registers the from-scratch baseline
+# backbones with AutoConfig/AutoModel, so a GRU4Rec or LSTM checkpoint rebuilds its backbone anywhere.
+from .baselines import is_baseline_backbone
 from .configuration_seqrec import SeqRecConfig
 
 ITEM_TABLE_FILE = "item_table.safetensors"
@@ -125,25 +128,48 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         item_texts: Sequence[str] | None = None,
         *,
         num_items: int | None = None,
-        pretrained: bool = True,
+        pretrained: bool | None = None,
         dtype: torch.dtype = torch.float32,
+        backbone_options: dict[str, Any] | None = None,
         **config_kwargs: Any,
-    ) -> tuple["SeqRecForNextItem", PreTrainedTokenizerBase]:
+    ) -> tuple["SeqRecForNextItem", PreTrainedTokenizerBase | None]:
         """A fresh model on a backbone, with the item table initialised from the item texts.
 
         Each item's row starts as the mean of the backbone's own token embeddings of its text,
         so the model begins with what the LM already knows about "Toy Story (1995)" instead of
         noise; measured on MovieLens-100K this nearly doubles NDCG@10 after one epoch.
+
+        `pretrained` defaults to `True` for a language model. A baseline alias (`sasrec`, `gru4rec`,
+        `lstm`) is always from scratch, trained in full (`use_lora=False`) and has no tokenizer (the
+        second return value is `None`, so give `num_items`, not `item_texts`); `backbone_options`
+        (`hidden_size`, `max_len`, `dropout`, `num_layers`, `num_heads`) size it.
         """
         from .backbones import load_backbone
 
-        backbone, tokenizer = load_backbone(backbone_name_or_path, dtype=dtype)
-        if not pretrained:
+        baseline = is_baseline_backbone(backbone_name_or_path)
+        if baseline:
+            if pretrained:
+                raise ValueError(f"{backbone_name_or_path!r} is a from-scratch baseline; it has no pretrained weights")
+            if config_kwargs.get("use_lora"):
+                raise ValueError(f"{backbone_name_or_path!r} is a from-scratch baseline, trained in full; use_lora must be False")
+            pretrained = False
+            config_kwargs["use_lora"] = False
+            backbone_options = {"max_len": config_kwargs.get("max_len", 50), **(backbone_options or {})}
+        elif pretrained is None:
+            pretrained = True
+        backbone, tokenizer = load_backbone(backbone_name_or_path, dtype=dtype, **(backbone_options or {}))
+        if not pretrained and not baseline:
             backbone = AutoModel.from_config(backbone.config)
+        if item_texts is not None and tokenizer is None:
+            raise ValueError(
+                f"{backbone_name_or_path!r} has no tokenizer, so its item table cannot be initialised from item texts; "
+                "pass num_items instead of item_texts"
+            )
         if num_items is None:
             if item_texts is None:
                 raise ValueError("from_backbone needs item_texts or num_items")
             num_items = len(item_texts)
+        config_kwargs.setdefault("hidden_size", backbone.config.hidden_size)
         config = SeqRecConfig(
             num_items=num_items,
             backbone_name_or_path=backbone_name_or_path,

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ..data.prepare import DataConfig
+from ..modeling.baselines import BASELINE_BACKBONES, BASELINE_DEFAULTS, POPULARITY
 
 
 class ConfigError(ValueError):
@@ -37,7 +38,7 @@ class FinetuneConfig:
     item_text_template: str | None = None  # str.format template for the item text, e.g. "{title} | {genres}"
     k_core: int = 0  # drop users and items with fewer interactions than this (0 = off)
     # model
-    backbone: str = "smollm2-135m"  # backbone alias (smollm2-135m, tiny-llama), local directory or Hub id
+    backbone: str = "smollm2-135m"  # backbone alias (smollm2-135m, tiny-llama), local directory or Hub id; or a baseline: sasrec, gru4rec, lstm (from scratch), popularity
     input_mode: str = "id"  # "id": one position per item
     max_len: int = 50  # most recent items read per user; training sequences are cut into windows of this length
     item_text_init: bool = True  # initialise the item table from the backbone's embeddings of the item text
@@ -47,6 +48,11 @@ class FinetuneConfig:
     lora_dropout: float = 0.0  # dropout on the LoRA input
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # modules adapted by LoRA
     item_embedding_dropout: float = 0.0  # dropout on input item embeddings
+    # from-scratch baseline backbones only (sasrec, gru4rec, lstm; none = the baseline's default)
+    hidden_size: int | None = None  # width of the item table and the backbone (default 64)
+    num_layers: int | None = None  # transformer blocks (sasrec, default 2) or stacked recurrent layers (default 1)
+    num_heads: int | None = None  # attention heads (sasrec only, default 1)
+    dropout: float | None = None  # dropout inside the backbone (default 0.2)
     # optimisation
     num_epochs: int = 2  # passes over the training windows
     max_steps: int | None = None  # stop after this many optimizer steps (overrides num_epochs when reached first)
@@ -91,6 +97,41 @@ class FinetuneConfig:
             raise ConfigError(f"mixed_precision: expected auto, no, bf16 or fp16, got {self.mixed_precision!r}")
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("push_to_hub: --hub_model_id is required to push")
+        self._settle_baseline_options()
+
+    def _settle_baseline_options(self) -> None:
+        """Fill in the baseline sizes, so training_config.yaml records what was actually built.
+
+        From-scratch backbones have no pretrained weights (nothing for LoRA to adapt, the whole backbone
+        is trained) and no tokenizer (no item text to initialise the table from): ``use_lora`` and
+        ``item_text_init`` are set to false for them.
+        """
+        sizes = ("hidden_size", "num_layers", "num_heads", "dropout")
+        if self.backbone in BASELINE_BACKBONES:
+            for name in sizes:
+                if getattr(self, name) is None:
+                    setattr(self, name, BASELINE_DEFAULTS[self.backbone][name])
+            if self.backbone != "sasrec" and self.num_heads is not None:
+                raise ConfigError(f"num_heads: applies to the sasrec backbone only, not {self.backbone!r}")
+            for name in ("hidden_size", "num_layers"):
+                if getattr(self, name) < 1:
+                    raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+            if self.num_heads is not None and (self.num_heads < 1 or self.hidden_size % self.num_heads):
+                raise ConfigError(f"num_heads: expected a positive divisor of hidden_size {self.hidden_size}, got {self.num_heads}")
+            if not 0.0 <= self.dropout < 1.0:
+                raise ConfigError(f"dropout: expected a value in [0, 1), got {self.dropout}")
+            self.use_lora = False
+            self.item_text_init = False
+        else:
+            given = [name for name in sizes if getattr(self, name) is not None]
+            if given:
+                raise ConfigError(
+                    f"{', '.join(given)}: only size the from-scratch baselines ({', '.join(BASELINE_BACKBONES)}); "
+                    f"the {self.backbone!r} backbone brings its own architecture"
+                )
+            if self.backbone == POPULARITY:
+                self.use_lora = False
+                self.item_text_init = False
 
     def data_config(self) -> DataConfig:
         return DataConfig(

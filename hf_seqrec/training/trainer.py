@@ -34,6 +34,7 @@ from ..evaluation.evaluator import evaluate_ranking, rank_targets
 from ..evaluation.ranking import PROTOCOL, full_ranking_metrics
 from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
 from ..modeling import SeqRecForNextItem
+from ..modeling.baselines import POPULARITY, PopularityRecommender, is_baseline_backbone
 from .config import FinetuneConfig
 
 logger = logging.getLogger(__name__)
@@ -90,13 +91,25 @@ def check_output_dir(config: FinetuneConfig) -> Path:
 
 
 def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecForNextItem, Any]:
+    """The model and its tokenizer (``None`` for a from-scratch baseline backbone, which has none)."""
+    baseline = is_baseline_backbone(config.backbone)
+    backbone_options = None
+    if baseline:
+        backbone_options = {
+            "hidden_size": config.hidden_size,
+            "num_layers": config.num_layers,
+            "num_heads": config.num_heads,
+            "dropout": config.dropout,
+        }
     model, tokenizer = SeqRecForNextItem.from_backbone(
         config.backbone,
-        prepared.catalog.texts if config.item_text_init else None,
+        # The item table starts from the item texts only where there is a tokenizer to read them.
+        prepared.catalog.texts if config.item_text_init and not baseline else None,
         num_items=len(prepared.catalog),
+        backbone_options=backbone_options,
         max_len=config.max_len,
         input_mode=config.input_mode,
-        use_lora=config.use_lora,
+        use_lora=config.use_lora and not baseline,
         lora_r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
@@ -177,6 +190,8 @@ def _peak_rss_mb() -> float:
 
 def train(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune, keep the best epoch by validation NDCG@10, and write the final checkpoint and metrics."""
+    if config.backbone == POPULARITY:
+        return fit_popularity(config)
     output_dir = check_output_dir(config)
     mixed_precision = config.mixed_precision
     if mixed_precision == "auto":
@@ -335,6 +350,39 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     return results
 
 
+def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
+    """The most-popular baseline: count the items of the training split and score both splits with the same evaluator.
+
+    No optimizer steps. The output directory gets what the other models' runs give the benchmark and
+    the pipeline's popularity fallback: training_config.yaml, metrics.json (same format, zero epochs),
+    item_popularity.json and item_catalog.jsonl. There is no model checkpoint: the counts are the model.
+    """
+    from ..pipelines import save_item_popularity
+
+    output_dir = check_output_dir(config)
+    set_seed(config.seed)
+    if config.overwrite_output_dir and output_dir.exists():
+        _clear_previous_run(output_dir)
+    prepared = prepare_data(config.data_config())
+    collator = NextItemCollator(max_len=config.max_len)  # masking uses the whole history, whatever max_len is
+    start = time.perf_counter()
+    model = PopularityRecommender.from_sequences(prepared.splits["train"]["items"], num_items=len(prepared.catalog))
+    state = TrainerState(best_epoch=0, train_seconds=time.perf_counter() - start)
+    validation = evaluate_ranking(model, _evaluation_loader(prepared.splits["validation"], config, collator), n_bootstrap=config.bootstrap_samples)
+    test = evaluate_ranking(model, _evaluation_loader(prepared.splits["test"], config, collator), n_bootstrap=config.bootstrap_samples)
+    results = _metrics_payload(config, prepared, state, validation, test, num_processes=1)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
+    save_item_popularity(output_dir, prepared.splits["train"]["items"], num_items=len(prepared.catalog))
+    prepared.catalog.save(output_dir)
+    write_json_atomic(output_dir / "metrics.json", results)
+    print(
+        f"popularity: test NDCG@10 {test['ndcg@10']:.4f}  HR@10 {test['hr@10']:.4f}  MRR {test['mrr']:.4f}  "
+        f"({test['n_users']} users, {len(prepared.catalog)} items)"
+    )
+    return results
+
+
 def _metrics_payload(config, prepared, state, validation, test, num_processes) -> dict[str, Any]:
     protocol = copy.deepcopy(PROTOCOL)
     protocol["interval"]["n_resamples"] = config.bootstrap_samples
@@ -375,7 +423,8 @@ def _export_final_checkpoint(
 
     def write_checkpoint(directory: Path, checkpoint: SeqRecForNextItem) -> None:
         checkpoint.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
+        if tokenizer is not None:  # from-scratch baselines have none
+            tokenizer.save_pretrained(directory)
         # Training-split counts: the pipeline's fallback="popular" for users with no known history.
         save_item_popularity(directory, prepared.splits["train"]["items"], num_items=len(prepared.catalog))
 
