@@ -37,6 +37,8 @@ class FinetuneConfig:
     item_text_fields: list[str] | None = None  # item metadata columns rendered into the item text
     item_text_template: str | None = None  # str.format template for the item text, e.g. "{title} | {genres}"
     k_core: int = 0  # drop users and items with fewer interactions than this (0 = off)
+    file_format: str | None = None  # csv, tsv, parquet or jsonl when the file extension does not say
+    delimiter: str | None = None  # field separator of csv/tsv files, e.g. ";"
     # model
     backbone: str = "smollm2-135m"  # backbone alias (smollm2-135m, tiny-llama), local directory or Hub id; or a baseline: sasrec, gru4rec, lstm (from scratch), popularity
     input_mode: str = "id"  # "id": one position per item
@@ -146,6 +148,8 @@ class FinetuneConfig:
             item_text_fields=self.item_text_fields,
             item_text_template=self.item_text_template,
             k_core=self.k_core,
+            file_format=self.file_format,
+            delimiter=self.delimiter,
         )
 
     def to_dict(self) -> dict[str, Any]:

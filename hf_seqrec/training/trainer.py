@@ -9,6 +9,7 @@ continues exactly where the killed run stopped.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -32,10 +33,10 @@ from ..data.collator import IGNORE_INDEX, NextItemCollator, training_windows
 from ..data.prepare import PreparedData, prepare_data
 from ..evaluation.evaluator import evaluate_ranking, rank_targets
 from ..evaluation.ranking import PROTOCOL, full_ranking_metrics
-from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
+from ..io_utils import atomic_directory, recover_directory, replace_directory, write_json_atomic, write_text_atomic
 from ..modeling import SeqRecForNextItem
 from ..modeling.baselines import POPULARITY, PopularityRecommender, is_baseline_backbone
-from .config import FinetuneConfig
+from .config import ConfigError, FinetuneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class TrainerState:
     trained_positions: int = 0  # labelled item positions seen (the "tokens" of this model)
     epoch_loss_sum: float = 0.0  # running loss of the current epoch, kept so a resumed epoch reports the same mean
     epoch_loss_batches: int = 0
+    torch_rng_fingerprint: str = ""  # of the main process's torch RNG when saved, checked after load_state
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def save(self, directory: Path) -> None:
@@ -78,6 +80,7 @@ def check_output_dir(config: FinetuneConfig) -> Path:
     """Refuse to write over a previous run unless asked to; a failed run never loses user files."""
     output_dir = Path(config.output_dir)
     last_state = output_dir / CHECKPOINTS_DIR / LAST_STATE
+    recover_directory(last_state)  # a kill between replace_directory's two renames left it under .last.old
     if config.resume:
         if not (last_state / TRAINER_STATE_FILE).is_file():
             raise OutputDirError(f"{output_dir}: --resume was given but there is no saved training state in {last_state}")
@@ -176,12 +179,17 @@ def save_training_state(accelerator: Accelerator, output_dir: Path, state: Train
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
+    state.torch_rng_fingerprint = _torch_rng_fingerprint()
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state.save(staging)
         replace_directory(staging, checkpoints / LAST_STATE)
     accelerator.wait_for_everyone()
+
+
+def _torch_rng_fingerprint() -> str:
+    return hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()[:16]
 
 
 def _peak_rss_mb() -> float:
@@ -207,7 +215,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         dataloader_config=DataLoaderConfiguration(split_batches=True, use_seedable_sampler=True, data_seed=config.seed),
     )
     if config.batch_size % accelerator.num_processes or config.eval_batch_size % accelerator.num_processes:
-        raise ValueError(
+        raise ConfigError(
             f"batch_size ({config.batch_size}) and eval_batch_size ({config.eval_batch_size}) are global batch sizes and "
             f"must be divisible by the number of processes ({accelerator.num_processes})"
         )
@@ -245,8 +253,12 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     best_validation_ranks = None  # reused for the final report instead of scoring the best epoch twice
     if config.resume:
         last_state = output_dir / CHECKPOINTS_DIR / LAST_STATE
-        accelerator.load_state(str(last_state))
+        # Every file accelerate unpickles here is read with weights_only=True (tensors and numbers only).
+        accelerator.load_state(str(last_state), load_kwargs={"weights_only": True})
         state = TrainerState.load(last_state)
+        # accelerate only logs a warning when it cannot restore the RNG states; an exact resume needs them.
+        if accelerator.is_main_process and state.torch_rng_fingerprint and state.torch_rng_fingerprint != _torch_rng_fingerprint():
+            raise RuntimeError(f"{last_state}: the random number generator states were not restored; the resume would not be exact")
         accelerator.print(f"Resumed from {last_state}: epoch {state.epoch}, step {state.global_step}")
     elif accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
