@@ -147,6 +147,13 @@ def _backbone_description(backbone: str) -> str:
         return f"the pretrained causal language model [{base}](https://huggingface.co/{base})"
     if backbone == "tiny-llama":
         return "a tiny randomly initialised two-layer Llama (a smoke-test backbone, not a pretrained model)"
+    from_scratch = {
+        "sasrec": "a SASRec-style causal transformer trained from scratch (no pretrained weights)",
+        "gru4rec": "a GRU4Rec-style recurrent network trained from scratch (no pretrained weights)",
+        "lstm": "an LSTM recommender trained from scratch (no pretrained weights)",
+    }
+    if backbone in from_scratch:
+        return from_scratch[backbone]
     return f"the causal language model `{backbone}`"
 
 
