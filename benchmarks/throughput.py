@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--eval_users", type=int, default=256)
     parser.add_argument("--matmul_size", type=int, default=0, help="0: 2048 on the CPU, 8192 on a GPU")
     parser.add_argument("--output_dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto: bf16 autocast on a GPU, fp32 on the CPU; bf16 on a CPU uses its bf16 instructions (AVX512-BF16/AMX)")
     parser.add_argument(
         "--shape_only", action="store_true",
         help="SmolLM2-135M's architecture with random weights (benchmarks/assets/smollm2-135m-config.json): "
@@ -145,7 +147,10 @@ def main() -> None:
     args = parser.parse_args()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.precision == "auto":
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    else:
+        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu-{os.cpu_count()}cores"
     peak = measured_peak_flops(device, dtype, args.matmul_size or (8192 if device.type == "cuda" else 2048), repeats=10)
 
@@ -196,6 +201,8 @@ def main() -> None:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if device.type == "cpu" else device_name.lower().replace(" ", "-")
+    if args.precision != "auto":
+        tag += f"-{args.precision}"
     (output_dir / f"throughput-{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [
         f"# Training throughput: {args.backbone} + LoRA on {device_name} ({result['dtype']})",

@@ -144,3 +144,21 @@ def test_hidden_size_mismatch_is_a_clear_error(catalog):
     config = SeqRecConfig(num_items=3, backbone_config=backbone.config.to_dict(), hidden_size=48)
     with pytest.raises(ValueError, match="hidden size"):
         SeqRecForNextItem(config, backbone=backbone)
+
+
+def test_chunked_loss_matches_the_full_loss_and_its_gradients(catalog):
+    torch.manual_seed(0)
+    full, _ = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=12)
+    chunked, _ = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=12, loss_chunk_size=5)
+    chunked.load_state_dict(full.state_dict())
+    full.eval(), chunked.eval()
+    items, mask, labels = _batch(len(catalog))
+    loss_full = full(items, mask, labels=labels).loss
+    loss_chunked = chunked(items, mask, labels=labels).loss
+    assert torch.allclose(loss_full, loss_chunked, atol=1e-6)
+    loss_full.backward()
+    loss_chunked.backward()
+    assert torch.allclose(full.item_table.weight.grad, chunked.item_table.weight.grad, atol=1e-6)
+    lora = next(n for n, _ in full.named_parameters() if "lora_B" in n)  # lora_A gets no gradient while B is zero
+    assert full.get_parameter(lora).grad.abs().sum() > 0
+    assert torch.allclose(full.get_parameter(lora).grad, chunked.get_parameter(lora).grad, atol=1e-6)

@@ -37,6 +37,11 @@ class SeqRecConfig(PretrainedConfig):
             Adapt a pretrained backbone with LoRA instead of training it in full.
         lora_r, lora_alpha, lora_dropout, lora_target_modules:
             The LoRA adapter (see `peft.LoraConfig`).
+        loss_chunk_size (`int`, *optional*):
+            Score the catalogue for at most this many positions at a time and recompute each chunk's
+            logits in the backward pass, so a step never holds the full `[positions, num_items]`
+            logits. Off by default: it costs one extra scoring pass and only pays off for large
+            catalogues (hundreds of thousands of items).
         item_embedding_dropout (`float`, defaults to 0.0):
             Dropout on the input item embeddings (a regulariser; the scoring head is not affected).
         initializer_range (`float`, defaults to 0.02):
@@ -60,6 +65,7 @@ class SeqRecConfig(PretrainedConfig):
         lora_dropout: float = 0.0,
         lora_target_modules: list[str] | None = None,
         item_embedding_dropout: float = 0.0,
+        loss_chunk_size: int | None = None,
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
@@ -86,6 +92,9 @@ class SeqRecConfig(PretrainedConfig):
         self.lora_dropout = lora_dropout
         self.lora_target_modules = list(lora_target_modules) if lora_target_modules else ["q_proj", "k_proj", "v_proj", "o_proj"]
         self.item_embedding_dropout = item_embedding_dropout
+        if loss_chunk_size is not None and loss_chunk_size < 1:
+            raise ValueError(f"loss_chunk_size must be a positive number of positions or None, got {loss_chunk_size}")
+        self.loss_chunk_size = loss_chunk_size
         self.initializer_range = initializer_range
         if not __name__.startswith("transformers_modules."):
             # A checkpoint names its own copy of the pipeline in "custom_pipelines" (for processes

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -207,6 +208,25 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         """Scores of every catalogue item for each hidden state (the head tied to the item table)."""
         return hidden_states @ self.item_table.weight.to(hidden_states.dtype).T
 
+    def _summed_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Full-catalogue cross-entropy summed over positions, chunked when `config.loss_chunk_size` is set."""
+        chunk = getattr(self.config, "loss_chunk_size", None)
+        if not chunk or hidden.size(0) <= chunk:
+            return F.cross_entropy(self.score(hidden).float(), targets, reduction="sum")
+
+        def chunk_loss(h: torch.Tensor, t: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy((h @ table.to(h.dtype).T).float(), t, reduction="sum")
+
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, hidden.size(0), chunk):
+            # Checkpointing drops each chunk's logits after the forward and recomputes them in the
+            # backward: peak memory is one chunk of logits instead of all of them.
+            total = total + torch.utils.checkpoint.checkpoint(
+                chunk_loss, hidden[start : start + chunk], targets[start : start + chunk], self.item_table.weight,
+                use_reentrant=False,
+            )
+        return total
+
     def forward(
         self,
         input_item_ids: torch.LongTensor,
@@ -242,9 +262,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             labelled = labels != IGNORE_INDEX
             # Only labelled positions are scored: the [positions, num_items] logits are the
             # largest tensor of a step, and padding would waste most of it.
-            logits_at_labels = self.score(hidden[labelled]).float()
             denominator = num_items_in_batch if num_items_in_batch is not None else labelled.sum().clamp(min=1)
-            loss = F.cross_entropy(logits_at_labels, labels[labelled], reduction="sum") / denominator
+            loss = self._summed_cross_entropy(hidden[labelled], labels[labelled]) / denominator
 
         logits = None
         if return_logits if return_logits is not None else labels is None:

@@ -50,6 +50,7 @@ class FinetuneConfig:
     lora_dropout: float = 0.0  # dropout on the LoRA input
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # modules adapted by LoRA
     item_embedding_dropout: float = 0.0  # dropout on input item embeddings
+    loss_chunk_size: int | None = None  # score the catalogue this many positions at a time (bounds logits memory for huge catalogues)
     # from-scratch baseline backbones only (sasrec, gru4rec, lstm; none = the baseline's default)
     hidden_size: int | None = None  # width of the item table and the backbone (default 64)
     num_layers: int | None = None  # transformer blocks (sasrec, default 2) or stacked recurrent layers (default 1)

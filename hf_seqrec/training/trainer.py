@@ -118,6 +118,7 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         lora_dropout=config.lora_dropout,
         lora_target_modules=config.lora_target_modules,
         item_embedding_dropout=config.item_embedding_dropout,
+        loss_chunk_size=config.loss_chunk_size,
     )
     model.item_catalog = prepared.catalog
     return model, tokenizer
@@ -347,10 +348,12 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     # ---------------------------------------------------------------- final evaluation of the best epoch
     accelerator.wait_for_everyone()
     best = SeqRecForNextItem.from_pretrained(output_dir / BEST_MODEL_DIR).to(accelerator.device)
-    if best_validation_ranks is None:  # the best epoch was scored before a resume
-        best_validation_ranks = rank_targets(best, validation_loader, accelerator)
-    validation = full_ranking_metrics(best_validation_ranks, n_bootstrap=config.bootstrap_samples)
-    test = evaluate_ranking(best, test_loader, accelerator, n_bootstrap=config.bootstrap_samples)
+    # The reloaded best model is not wrapped by accelerate: score it under the run's own precision.
+    with accelerator.autocast():
+        if best_validation_ranks is None:  # the best epoch was scored before a resume
+            best_validation_ranks = rank_targets(best, validation_loader, accelerator)
+        validation = full_ranking_metrics(best_validation_ranks, n_bootstrap=config.bootstrap_samples)
+        test = evaluate_ranking(best, test_loader, accelerator, n_bootstrap=config.bootstrap_samples)
     results = _metrics_payload(config, prepared, state, validation, test, accelerator.num_processes)
     if accelerator.is_main_process:
         _export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
