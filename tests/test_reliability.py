@@ -42,14 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_reliabilityTestTokenDoNotWrite9f3c"  # must never reach a file, a log or the terminal
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine torch's spinning pool makes
-    each small forward pass many times slower; one thread keeps these tests fast and steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write(directory: Path, name: str, content: str | bytes) -> Path:

@@ -90,7 +90,7 @@ def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
 
 
 def test_two_cpu_processes_give_the_same_metrics_as_one(reference_run, tmp_path):
-    launcher = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"]
     output_dir = tmp_path / "two"
     env_result = subprocess.run(
