@@ -234,7 +234,31 @@ def _results_section(metrics: dict) -> str:
     subset = (metrics.get("protocol") or {}).get("subset")
     if subset:
         notes.append(f"**Evaluated on a subset: {subset}.**")
-    return "\n".join(rows) + "\n\n" + " ".join(n for n in notes if n)
+    text = "\n".join(rows) + "\n\n" + " ".join(n for n in notes if n)
+    cold_start = metrics.get("cold_start")
+    if cold_start:
+        text += "\n\n" + _cold_start_section(cold_start)
+    return text
+
+
+def _cold_start_section(cold_start: dict) -> str:
+    """Cold and warm test targets side by side (the cold-start protocol, when the run used it)."""
+    lines = [
+        "### Cold-start evaluation",
+        "",
+        f"{cold_start.get('n_cold_items')} items ({cold_start.get('fraction'):.0%} of the catalogue, seed {cold_start.get('seed')}) "
+        f"were held out of training. Protocol: {cold_start.get('protocol', '')}.",
+        "",
+        "| Test targets | Users | HR@10 | NDCG@10 | MRR |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("cold", "warm"):
+        metrics = cold_start.get(f"test_{name}") or {}
+        lines.append(
+            f"| {name} | {cold_start.get(f'n_test_users_{name}')} | {_fmt(metrics.get('hr@10'))} | "
+            f"{_fmt(metrics.get('ndcg@10'))} | {_fmt(metrics.get('mrr'))} |"
+        )
+    return "\n".join(lines)
 
 
 def _training_section(metrics: dict, has_curve: bool) -> str:

@@ -44,6 +44,14 @@ class SeqRecConfig(PretrainedConfig):
             catalogues (hundreds of thousands of items).
         item_embedding_dropout (`float`, defaults to 0.0):
             Dropout on the input item embeddings (a regulariser; the scoring head is not affected).
+        item_text_tower (`bool`, defaults to `False`):
+            Score items through a text tower: an item's vector is a learned projection of a frozen
+            encoding of its text plus an ID embedding that only items seen in training use. Items that
+            training never saw (cold items, or items added with `add_items`) then get a useful vector
+            from their text alone.
+        item_id_dropout (`float`, defaults to 0.0):
+            With a text tower: the probability, per item and training step, of dropping the item's ID
+            embedding, so the text path alone learns to rank (what a cold item relies on).
         initializer_range (`float`, defaults to 0.02):
             Std of the normal initialisation of the item table when it is not initialised from text.
     """
@@ -66,6 +74,8 @@ class SeqRecConfig(PretrainedConfig):
         lora_target_modules: list[str] | None = None,
         item_embedding_dropout: float = 0.0,
         loss_chunk_size: int | None = None,
+        item_text_tower: bool = False,
+        item_id_dropout: float = 0.0,
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
@@ -95,6 +105,12 @@ class SeqRecConfig(PretrainedConfig):
         if loss_chunk_size is not None and loss_chunk_size < 1:
             raise ValueError(f"loss_chunk_size must be a positive number of positions or None, got {loss_chunk_size}")
         self.loss_chunk_size = loss_chunk_size
+        if not 0.0 <= item_id_dropout < 1.0:
+            raise ValueError(f"item_id_dropout must be in [0, 1), got {item_id_dropout}")
+        if item_id_dropout and not item_text_tower:
+            raise ValueError("item_id_dropout needs item_text_tower=True: without a text tower an item has nothing but its ID")
+        self.item_text_tower = item_text_tower
+        self.item_id_dropout = item_id_dropout
         self.initializer_range = initializer_range
         if not __name__.startswith("transformers_modules."):
             # A checkpoint names its own copy of the pipeline in "custom_pipelines" (for processes

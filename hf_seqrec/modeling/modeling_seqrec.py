@@ -33,6 +33,7 @@ CATALOG_FILE = "item_catalog.jsonl"
 IGNORE_INDEX = -100
 # The next-item pipeline (hf_seqrec/pipelines/next_item.py), copied next to this file in every checkpoint.
 PIPELINE_FILE = "next_item.py"
+POPULARITY_FILE = "item_popularity.json"
 PIPELINE_TASK = "next-item"
 
 
@@ -61,14 +62,62 @@ class ItemTable(nn.Module):
     A module of its own (not a bare `nn.Parameter`) so that it is trained and saved in full
     alongside a LoRA adapter, and kept outside the backbone's vocabulary so the adapter never
     has to carry the 49k-row token embedding.
+
+    With `text_tower=True` an item's vector is `text_projection(text_features[i]) + weight[i]`:
+    a learned map of a frozen encoding of the item's text, plus an ID embedding that only items
+    seen in training use (`has_id_embedding`). An item that training never saw, or one added
+    later with :meth:`SeqRecForNextItem.add_items`, is then scored from its text alone instead of
+    from an untrained row. `id_dropout` drops whole ID embeddings during training so that the
+    text path alone must rank well, which is what a cold item relies on.
     """
 
-    def __init__(self, num_items: int, hidden_size: int) -> None:
+    def __init__(self, num_items: int, hidden_size: int, text_tower: bool = False, id_dropout: float = 0.0) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_items, hidden_size))
+        self.text_tower = text_tower
+        self.id_dropout = id_dropout
+        if text_tower:
+            self.register_buffer("text_features", torch.zeros(num_items, hidden_size))
+            self.register_buffer("has_id_embedding", torch.ones(num_items))
+            self.text_projection = nn.Linear(hidden_size, hidden_size, bias=False)
 
-    def forward(self, item_ids: torch.LongTensor) -> torch.Tensor:
-        return F.embedding(item_ids, self.weight)
+    @property
+    def num_items(self) -> int:
+        return self.weight.size(0)
+
+    def vectors(self) -> torch.Tensor:
+        """Every item's vector, `[num_items, hidden_size]` (the ID table itself without a text tower)."""
+        if not self.text_tower:
+            return self.weight
+        id_part = self.weight * self.has_id_embedding.to(self.weight.dtype).unsqueeze(1)
+        if self.training and self.id_dropout > 0:
+            keep = torch.ones(self.num_items, 1, device=self.weight.device, dtype=self.weight.dtype)
+            id_part = id_part * F.dropout(keep, self.id_dropout, training=True)
+        return self.text_projection(self.text_features.to(self.text_projection.weight.dtype)) + id_part
+
+    def forward(self, item_ids: torch.LongTensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        return F.embedding(item_ids, self.vectors() if table is None else table)
+
+    def set_items_with_id_embedding(self, item_indices: Sequence[int]) -> None:
+        """Only these items use their ID embedding (the ones training sees); the rest are scored from text."""
+        if not self.text_tower:
+            raise ValueError("only an item table with a text tower tells items with and without ID embeddings apart")
+        mask = torch.zeros_like(self.has_id_embedding)
+        if len(item_indices):
+            mask[torch.as_tensor(list(item_indices), dtype=torch.long, device=mask.device)] = 1.0
+        self.has_id_embedding.copy_(mask)
+
+    @torch.no_grad()
+    def append_rows(self, text_features: torch.Tensor) -> None:
+        """Grow the table by one row per new item: text features only, no ID embedding (the item was never trained)."""
+        added = text_features.size(0)
+        weight = self.weight.detach()
+        # Without a text tower the new rows hold the text encoding itself, as every row did before training.
+        new_rows = weight.new_zeros(added, weight.size(1)) if self.text_tower else text_features
+        self.weight = nn.Parameter(torch.cat([weight, new_rows.to(weight)]), requires_grad=self.weight.requires_grad)
+        if self.text_tower:
+            self.text_features = torch.cat([self.text_features, text_features.to(self.text_features)])
+            self.has_id_embedding = torch.cat([self.has_id_embedding, self.has_id_embedding.new_zeros(added)])
 
 
 class SeqRecPreTrainedModel(PreTrainedModel):
@@ -79,7 +128,14 @@ class SeqRecPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, ItemTable):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.text_tower:
+                # The model starts where an ID-only table initialised from text starts: every vector
+                # is the item's text encoding (identity projection, zero ID embeddings).
+                nn.init.zeros_(module.weight)
+                with torch.no_grad():
+                    module.text_projection.weight.copy_(torch.eye(module.text_projection.weight.size(0)))
+            else:
+                nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
 
 class SeqRecForNextItem(SeqRecPreTrainedModel):
@@ -103,9 +159,15 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         # The backbone reads whole sequences at once; a key/value cache would only cost memory.
         backbone.config.use_cache = False
         self.backbone = backbone
-        self.item_table = ItemTable(config.num_items, config.hidden_size)
+        self.item_table = ItemTable(
+            config.num_items,
+            config.hidden_size,
+            text_tower=getattr(config, "item_text_tower", False),
+            id_dropout=getattr(config, "item_id_dropout", 0.0),
+        )
         self.item_dropout = nn.Dropout(config.item_embedding_dropout)
         self.item_catalog = None  # an ItemCatalog, saved with the checkpoint when set
+        self.item_popularity = None  # training counts per item, saved with the checkpoint when set
         # Weight init runs before LoRA is attached: initialising after would overwrite the
         # adapter's zero-initialised B matrices and the model would not start from the backbone.
         self.post_init()
@@ -166,6 +228,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
                 f"{backbone_name_or_path!r} has no tokenizer, so its item table cannot be initialised from item texts; "
                 "pass num_items instead of item_texts"
             )
+        if config_kwargs.get("item_text_tower") and item_texts is None:
+            raise ValueError("item_text_tower=True needs item_texts: the text tower scores items from their text")
         if num_items is None:
             if item_texts is None:
                 raise ValueError("from_backbone needs item_texts or num_items")
@@ -185,15 +249,80 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
 
     @torch.no_grad()
     def init_item_table_from_text(self, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> None:
-        """Set each item's row to the mean backbone token embedding of its text."""
+        """Set each item's text encoding (or, without a text tower, its row) to the mean token embedding of its text."""
         if len(texts) != self.config.num_items:
             raise ValueError(f"got {len(texts)} item texts for an item table of {self.config.num_items} rows")
+        encodings = self.encode_item_texts(texts, tokenizer)
+        target = self.item_table.text_features if self.item_table.text_tower else self.item_table.weight
+        target.copy_(encodings.to(target))
+
+    @torch.no_grad()
+    def encode_item_texts(self, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+        """`[len(texts), hidden_size]`: the mean of the backbone's token embeddings of each text (zeros for an empty text).
+
+        The backbone's input embeddings are frozen (LoRA does not touch them), so an item added after
+        training is encoded exactly as the training items were.
+        """
         token_embeddings = self.get_backbone().get_input_embeddings().weight
         encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        result = torch.zeros(len(encoded), token_embeddings.size(1), dtype=torch.float32)
         for row, token_ids in enumerate(encoded):
             if token_ids:
                 ids = torch.tensor(token_ids, device=token_embeddings.device)
-                self.item_table.weight[row] = token_embeddings[ids].mean(0).to(self.item_table.weight.dtype)
+                result[row] = token_embeddings[ids].float().mean(0).cpu()
+        return result
+
+    def add_items(self, items: Any, tokenizer: PreTrainedTokenizerBase | None = None) -> list[int]:
+        """Add items that training never saw, from their text alone; returns their new rows.
+
+        `items` is a list of `{"item_id", "text"}` dicts, a pandas DataFrame or a `datasets.Dataset`
+        with those columns. With a text tower (`item_text_tower=True`) a new item is scored by the
+        trained projection of its text, like any cold item; without one, its row is the untrained
+        text encoding every row started from. The catalogue (and the popularity counts, at zero)
+        grow with the table, so the next-item pipeline and `save_pretrained` see the new items.
+        `tokenizer` defaults to the checkpoint's own (or the backbone's).
+        """
+        if self.item_catalog is None:
+            raise ValueError("add_items needs the model's item catalogue (load a checkpoint that has item_catalog.jsonl)")
+        rows = _item_rows(items)
+        known = set(self.item_catalog.item_ids)
+        seen: set[str] = set()
+        for number, (item_id, text) in enumerate(rows):
+            if item_id in known or item_id in seen:
+                raise ValueError(f"add_items: row {number}: item_id {item_id!r} is already in the catalogue; expected new ids only")
+            if not text.strip():
+                raise ValueError(f"add_items: row {number} (item_id {item_id!r}): empty text; a new item is known by its text alone")
+            seen.add(item_id)
+        if not rows:
+            return []
+        tokenizer = tokenizer or self._load_tokenizer()
+        encodings = self.encode_item_texts([text for _, text in rows], tokenizer)
+        first = self.item_table.num_items
+        self.item_table.append_rows(encodings.to(self.item_table.weight.device))
+        self.config.num_items = self.item_table.num_items
+        catalog_class = type(self.item_catalog)
+        self.item_catalog = catalog_class(
+            list(self.item_catalog.item_ids) + [item_id for item_id, _ in rows],
+            list(self.item_catalog.texts) + [text for _, text in rows],
+        )
+        popularity = self.item_popularity
+        if popularity is None and getattr(self, "checkpoint_dir", None):
+            path = Path(self.checkpoint_dir) / POPULARITY_FILE
+            if path.is_file():
+                popularity = json.loads(path.read_text(encoding="utf-8"))["counts"]
+        if popularity is not None:
+            self.item_popularity = list(popularity) + [0] * len(rows)
+        return list(range(first, first + len(rows)))
+
+    def _load_tokenizer(self) -> PreTrainedTokenizerBase:
+        from transformers import AutoTokenizer
+
+        directory = getattr(self, "checkpoint_dir", None)
+        if directory and (Path(directory) / "tokenizer_config.json").is_file():
+            return AutoTokenizer.from_pretrained(directory)
+        from .backbones import resolve_backbone
+
+        return AutoTokenizer.from_pretrained(resolve_backbone(self.config.backbone_name_or_path))
 
     def get_backbone(self) -> PreTrainedModel:
         """The backbone without its peft wrapper."""
@@ -204,15 +333,16 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         return self.item_table
 
     # ----------------------------------------------------------------------------- forward
-    def score(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def score(self, hidden_states: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of every catalogue item for each hidden state (the head tied to the item table)."""
-        return hidden_states @ self.item_table.weight.to(hidden_states.dtype).T
+        table = self.item_table.vectors() if table is None else table
+        return hidden_states @ table.to(hidden_states.dtype).T
 
-    def _summed_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _summed_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Full-catalogue cross-entropy summed over positions, chunked when `config.loss_chunk_size` is set."""
         chunk = getattr(self.config, "loss_chunk_size", None)
         if not chunk or hidden.size(0) <= chunk:
-            return F.cross_entropy(self.score(hidden).float(), targets, reduction="sum")
+            return F.cross_entropy(self.score(hidden, table).float(), targets, reduction="sum")
 
         def chunk_loss(h: torch.Tensor, t: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy((h @ table.to(h.dtype).T).float(), t, reduction="sum")
@@ -222,7 +352,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             # Checkpointing drops each chunk's logits after the forward and recomputes them in the
             # backward: peak memory is one chunk of logits instead of all of them.
             total = total + torch.utils.checkpoint.checkpoint(
-                chunk_loss, hidden[start : start + chunk], targets[start : start + chunk], self.item_table.weight,
+                chunk_loss, hidden[start : start + chunk], targets[start : start + chunk], table,
                 use_reentrant=False,
             )
         return total
@@ -254,7 +384,9 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_item_ids)
-        inputs_embeds = self.item_dropout(self.item_table(input_item_ids))
+        # One table per step: inputs and scores see the same item vectors (and the same ID dropout).
+        table = self.item_table.vectors()
+        inputs_embeds = self.item_dropout(self.item_table(input_item_ids, table))
         hidden = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs).last_hidden_state
 
         loss = None
@@ -263,13 +395,13 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             # Only labelled positions are scored: the [positions, num_items] logits are the
             # largest tensor of a step, and padding would waste most of it.
             denominator = num_items_in_batch if num_items_in_batch is not None else labelled.sum().clamp(min=1)
-            loss = self._summed_cross_entropy(hidden[labelled], labels[labelled]) / denominator
+            loss = self._summed_cross_entropy(hidden[labelled], labels[labelled], table) / denominator
 
         logits = None
         if return_logits if return_logits is not None else labels is None:
             last_position = attention_mask.sum(dim=1).clamp(min=1) - 1
             last_hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), last_position]
-            logits = self.score(last_hidden).float()
+            logits = self.score(last_hidden, table).float()
         return NextItemOutput(loss=loss, logits=logits, last_hidden_state=hidden)
 
     # ----------------------------------------------------------------------------- saving
@@ -301,7 +433,12 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             custom_object_save(self, directory, config=self.config)
             _save_pipeline_code(directory, self.config)
         self.config.save_pretrained(directory)
-        save_file({"weight": self.item_table.weight.detach().contiguous().cpu()}, directory / ITEM_TABLE_FILE)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.item_table.state_dict().items()}, directory / ITEM_TABLE_FILE)
+        if self.item_popularity is not None:
+            counts = {"source": "training sequences (items added later count 0)", "counts": list(self.item_popularity)}
+            staging = directory / f".{POPULARITY_FILE}.tmp"
+            staging.write_text(json.dumps(counts) + "\n", encoding="utf-8")
+            os.replace(staging, directory / POPULARITY_FILE)
         if self.config.use_lora:
             adapter_state = get_peft_model_state_dict(self.backbone)
             save_file({k: v.detach().contiguous().cpu() for k, v in adapter_state.items()}, directory / ADAPTER_FILE)
@@ -401,6 +538,28 @@ def _save_pipeline_code(directory: Path, config: SeqRecConfig) -> None:
     config.custom_pipelines = {
         PIPELINE_TASK: {"impl": f"{Path(PIPELINE_FILE).stem}.NextItemPipeline", "pt": ["AutoModel"], "tf": [], "type": "multimodal"}
     }
+
+
+def _item_rows(items: Any) -> list[tuple[str, str]]:
+    """`(item_id, text)` pairs from a list of dicts, a pandas DataFrame or a `datasets.Dataset`."""
+    if hasattr(items, "to_dict") and hasattr(items, "columns"):  # pandas
+        items = items.to_dict("records")
+    elif hasattr(items, "column_names") and hasattr(items, "to_list"):  # datasets.Dataset
+        items = items.to_list()
+    if isinstance(items, dict) or isinstance(items, (str, bytes)):
+        raise TypeError("add_items expects a list of {'item_id', 'text'} rows (or a DataFrame / Dataset with those columns)")
+    rows = []
+    for number, row in enumerate(items):
+        if not isinstance(row, dict) or "item_id" not in row or "text" not in row:
+            found = sorted(row) if isinstance(row, dict) else type(row).__name__
+            raise ValueError(f"add_items: row {number}: expected an 'item_id' and a 'text' field, found {found}")
+        if row["item_id"] is None or not isinstance(row["text"], str):
+            raise ValueError(f"add_items: row {number}: expected a non-null item_id and a string text, found {row!r}")
+        item_id = row["item_id"]
+        if isinstance(item_id, float) and item_id.is_integer():
+            item_id = int(item_id)  # 12.0 from a pandas column is the catalogue's "12"
+        rows.append((str(item_id).strip(), row["text"]))
+    return rows
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -24,6 +24,9 @@ Each result is a list, in rank order, of ``{"item_id", "text", "score", "rank"}`
 model's logit for the item (the item's training count under the popularity fallback), ``rank`` starts
 at 1.
 
+New items (released after training) are added with ``recommend.add_items([{"item_id": ..., "text": ...}])``
+and are recommendable at once; a checkpoint trained with ``item_text_tower`` scores them from their text.
+
 This file is also the checkpoint's own copy of the pipeline: ``save_pretrained`` copies it next to
 ``modeling_seqrec.py`` so that ``pipeline(model=checkpoint, trust_remote_code=True)`` works where
 hf_seqrec is not installed. It therefore imports nothing from hf_seqrec, only torch, transformers,
@@ -247,6 +250,18 @@ class NextItemPipeline(Pipeline):
         self._popularity: torch.Tensor | None = None
         super().__init__(model, *args, **kwargs)
         self.model.eval()
+
+    def add_items(self, items: Any, tokenizer: Any = None) -> list[str]:
+        """Make new items recommendable now, from their text alone (see `SeqRecForNextItem.add_items`).
+
+        `items`: `{"item_id", "text"}` rows (a list of dicts, a DataFrame or a `datasets.Dataset`).
+        Returns the new item ids. A model with a text tower scores them through its trained
+        projection of their text; they count 0 for `fallback="popular"`.
+        """
+        rows = self.model.add_items(items, tokenizer=tokenizer)
+        self.catalog = _catalog_of(self.model)
+        self._popularity = None  # recomputed from the model's extended counts when next needed
+        return [self.catalog.item_ids[row] for row in rows]
 
     # ------------------------------------------------------------------ parameters
     def _sanitize_parameters(

@@ -50,6 +50,8 @@ class FinetuneConfig:
     lora_dropout: float = 0.0  # dropout on the LoRA input
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # modules adapted by LoRA
     item_embedding_dropout: float = 0.0  # dropout on input item embeddings
+    item_text_tower: bool = False  # item vector = learned projection of its text encoding + an ID embedding for items seen in training; unseen and added items are scored from text
+    item_id_dropout: float | None = None  # with item_text_tower: chance per item and step of dropping its ID embedding (default 0.5)
     loss_chunk_size: int | None = None  # score the catalogue this many positions at a time (bounds logits memory for huge catalogues)
     # from-scratch baseline backbones only (sasrec, gru4rec, lstm; none = the baseline's default)
     hidden_size: int | None = None  # width of the item table and the backbone (default 64)
@@ -73,6 +75,7 @@ class FinetuneConfig:
     # evaluation and checkpoints
     early_stopping_patience: int | None = 3  # epochs without a better validation NDCG@10 before stopping
     checkpoint_every_steps: int = 200  # save the full training state every this many optimizer steps
+    cold_start_fraction: float = 0.0  # hold out this fraction of items (seeded by seed) from training and report cold and warm test metrics separately (0 = off)
     eval_max_users: int | None = None  # evaluate on the first N users only (quick runs; metrics files say so)
     bootstrap_samples: int = 1000  # resamples for the metrics' 95% intervals
     num_workers: int = 0  # DataLoader worker processes
@@ -101,6 +104,25 @@ class FinetuneConfig:
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("push_to_hub: --hub_model_id is required to push")
         self._settle_baseline_options()
+        self._settle_text_tower_options()
+        if not 0.0 <= self.cold_start_fraction < 1.0:
+            raise ConfigError(f"cold_start_fraction: expected a value in [0, 1), got {self.cold_start_fraction}")
+
+    def _settle_text_tower_options(self) -> None:
+        """The text tower reads item text through the backbone's tokenizer; ID dropout is one of its options."""
+        if not self.item_text_tower:
+            if self.item_id_dropout:
+                raise ConfigError("item_id_dropout: applies only with --item_text_tower")
+            self.item_id_dropout = 0.0
+            return
+        if self.backbone in BASELINE_BACKBONES or self.backbone == POPULARITY:
+            raise ConfigError(f"item_text_tower: the {self.backbone!r} baseline has no tokenizer to read item text with")
+        if not self.item_text_init:
+            raise ConfigError("item_text_tower: needs item_text_init (the tower starts from the item texts' encodings)")
+        if self.item_id_dropout is None:
+            self.item_id_dropout = 0.5
+        if not 0.0 <= self.item_id_dropout < 1.0:
+            raise ConfigError(f"item_id_dropout: expected a value in [0, 1), got {self.item_id_dropout}")
 
     def _settle_baseline_options(self) -> None:
         """Fill in the baseline sizes, so training_config.yaml records what was actually built.

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -30,6 +31,8 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..data.collator import IGNORE_INDEX, NextItemCollator, training_windows
+from ..data.cold_start import PROTOCOL as COLD_START_PROTOCOL
+from ..data.cold_start import choose_cold_items, hold_out_items
 from ..data.prepare import PreparedData, prepare_data
 from ..evaluation.evaluator import evaluate_ranking, rank_targets
 from ..evaluation.ranking import PROTOCOL, full_ranking_metrics
@@ -118,15 +121,20 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         lora_dropout=config.lora_dropout,
         lora_target_modules=config.lora_target_modules,
         item_embedding_dropout=config.item_embedding_dropout,
+        item_text_tower=config.item_text_tower,
+        item_id_dropout=config.item_id_dropout or 0.0,
         loss_chunk_size=config.loss_chunk_size,
     )
     model.item_catalog = prepared.catalog
+    if config.item_text_tower:
+        # ID embeddings only for items training sees; every other item is scored from its text.
+        model.item_table.set_items_with_id_embedding(sorted({i for items in prepared.splits["train"]["items"] for i in items}))
     return model, tokenizer
 
 
 def build_optimizer(model: SeqRecForNextItem, config: FinetuneConfig) -> torch.optim.Optimizer:
-    """AdamW with the item table in its own group: its own learning rate, no weight decay."""
-    table = [model.item_table.weight]
+    """AdamW with the item table (and its text tower) in its own group: its own learning rate, no weight decay."""
+    table = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("item_table.")]
     others = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("item_table.")]
     groups = [
         {"params": others, "lr": config.learning_rate, "weight_decay": config.weight_decay},
@@ -227,6 +235,8 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
 
     # ---------------------------------------------------------------- data
     prepared = prepare_data(config.data_config())
+    if config.cold_start_fraction:
+        apply_cold_start(prepared, config.cold_start_fraction, config.seed)
     collator = NextItemCollator(max_len=config.max_len)
     windows = training_windows(prepared.splits["train"], config.max_len)
     train_loader = DataLoader(
@@ -353,8 +363,12 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         if best_validation_ranks is None:  # the best epoch was scored before a resume
             best_validation_ranks = rank_targets(best, validation_loader, accelerator)
         validation = full_ranking_metrics(best_validation_ranks, n_bootstrap=config.bootstrap_samples)
-        test = evaluate_ranking(best, test_loader, accelerator, n_bootstrap=config.bootstrap_samples)
+        test_ranks = rank_targets(best, test_loader, accelerator)
+        test = full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples)
     results = _metrics_payload(config, prepared, state, validation, test, accelerator.num_processes)
+    if config.cold_start_fraction:
+        results["cold_start"] = cold_start_metrics(test_ranks, prepared, config)
+        accelerator.print(_cold_start_line(results["cold_start"]))
     if accelerator.is_main_process:
         _export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
     accelerator.print(
@@ -379,13 +393,19 @@ def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
     if config.overwrite_output_dir and output_dir.exists():
         _clear_previous_run(output_dir)
     prepared = prepare_data(config.data_config())
+    if config.cold_start_fraction:
+        apply_cold_start(prepared, config.cold_start_fraction, config.seed)
     collator = NextItemCollator(max_len=config.max_len)  # masking uses the whole history, whatever max_len is
     start = time.perf_counter()
     model = PopularityRecommender.from_sequences(prepared.splits["train"]["items"], num_items=len(prepared.catalog))
     state = TrainerState(best_epoch=0, train_seconds=time.perf_counter() - start)
     validation = evaluate_ranking(model, _evaluation_loader(prepared.splits["validation"], config, collator), n_bootstrap=config.bootstrap_samples)
-    test = evaluate_ranking(model, _evaluation_loader(prepared.splits["test"], config, collator), n_bootstrap=config.bootstrap_samples)
+    test_ranks = rank_targets(model, _evaluation_loader(prepared.splits["test"], config, collator))
+    test = full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples)
     results = _metrics_payload(config, prepared, state, validation, test, num_processes=1)
+    if config.cold_start_fraction:
+        results["cold_start"] = cold_start_metrics(test_ranks, prepared, config)
+        print(_cold_start_line(results["cold_start"]))
     output_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
     save_item_popularity(output_dir, prepared.splits["train"]["items"], num_items=len(prepared.catalog))
@@ -396,6 +416,47 @@ def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
         f"({test['n_users']} users, {len(prepared.catalog)} items)"
     )
     return results
+
+
+def apply_cold_start(prepared: PreparedData, fraction: float, seed: int) -> list[int]:
+    """Hold a seeded fraction of the catalogue out of training (the cold-start protocol); returns the cold items."""
+    cold_items = choose_cold_items(len(prepared.catalog), fraction, seed)
+    prepared.splits, report = hold_out_items(prepared.splits, cold_items)
+    prepared.report["cold_start"] = {"fraction": fraction, "seed": seed, "cold_items": cold_items, **report}
+    return cold_items
+
+
+def cold_start_metrics(test_ranks, prepared: PreparedData, config: FinetuneConfig) -> dict[str, Any]:
+    """Test metrics split by whether the user's target is a cold (held-out) item or a warm one."""
+    targets = prepared.splits["test"]["target"]
+    if config.eval_max_users is not None:
+        targets = targets[: config.eval_max_users]
+    cold = set(prepared.report["cold_start"]["cold_items"])
+    is_cold = np.array([target in cold for target in targets], dtype=bool)
+    test_ranks = np.asarray(test_ranks)
+    result: dict[str, Any] = {
+        "protocol": COLD_START_PROTOCOL,
+        "fraction": config.cold_start_fraction,
+        "seed": config.seed,
+        "n_cold_items": len(cold),
+        "n_test_users_cold": int(is_cold.sum()),
+        "n_test_users_warm": int((~is_cold).sum()),
+    }
+    for name, selected in (("cold", is_cold), ("warm", ~is_cold)):
+        # A split with no users (a tiny catalogue) has no metrics rather than an error.
+        result[f"test_{name}"] = (
+            full_ranking_metrics(test_ranks[selected], n_bootstrap=config.bootstrap_samples) if selected.any() else None
+        )
+    return result
+
+
+def _cold_start_line(cold_start: dict[str, Any]) -> str:
+    parts = []
+    for name in ("cold", "warm"):
+        metrics = cold_start[f"test_{name}"]
+        count = cold_start[f"n_test_users_{name}"]
+        parts.append(f"{name} targets ({count} users): " + ("none" if metrics is None else f"HR@10 {metrics['hr@10']:.4f} NDCG@10 {metrics['ndcg@10']:.4f}"))
+    return "cold-start test, " + "; ".join(parts)
 
 
 def _metrics_payload(config, prepared, state, validation, test, num_processes) -> dict[str, Any]:

@@ -1,0 +1,228 @@
+#!/usr/bin/env python
+"""Cold-start quality on MovieLens-100K: items that training never saw, ranked from their text.
+
+    python benchmarks/coldstart.py                                   # every model, seeds 0,1,2
+    python benchmarks/coldstart.py --models smollm2-lora-text --seeds 0   # a subset; rows are merged
+    python benchmarks/coldstart.py --report_only                     # rebuild the table from the JSON
+
+Every run is ``scripts/finetune.py`` with ``--cold_start_fraction 0.1``: a seeded 10% of the items is
+held out of training entirely (their interactions are removed from every training sequence and input
+history) but stays in the catalogue, and the test metrics are split by whether the user's test target
+is one of those cold items. The same seed holds out the same items for every model, so the rows of one
+seed are comparable. Models:
+
+- ``smollm2-lora``: the LM with an ID-only item table (initialised from text, then trained; a cold
+  item's row is only ever pushed down as a negative);
+- ``smollm2-lora-text``: the same LM with the text tower (``--item_text_tower``): an item's vector is
+  a trained projection of its text encoding, plus an ID embedding for items training saw;
+- ``sasrec``: ID-only and randomly initialised, so it can score a cold item only at random.
+
+Results: ``benchmarks/results/coldstart.json`` (rows ``{"model", "seed", "cold_hr@10", "warm_hr@10",
+"cold_ndcg@10", "warm_ndcg@10", ...}``, machine, command, protocol) and ``coldstart.md`` (mean and
+95% t-interval across seeds, and the two targets: cold HR@10 >= 0.5 x warm HR@10 for the text tower,
+and its warm NDCG@10 within 5% of the model without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import _display_path, _relative, load_results, machine_summary, t_interval  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FINETUNE = REPO / "scripts" / "finetune.py"
+COLD_FRACTION = 0.1
+# The LM runs one epoch of the CPU default (the cold/warm comparison is between two LMs trained alike);
+# SASRec is capped at 40 epochs with early stopping (its cold targets are random whatever its length).
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "smollm2-lora": ("configs/cpu.yaml", {"num_epochs": 1}),
+    "smollm2-lora-text": ("configs/cpu.yaml", {"num_epochs": 1, "item_text_tower": "true"}),
+    "sasrec": ("configs/sasrec.yaml", {"num_epochs": 40}),
+}
+TEXT_MODEL, ID_MODEL = "smollm2-lora-text", "smollm2-lora"
+DEFAULT_SEEDS = (0, 1, 2)
+METRICS = ("cold_hr@10", "warm_hr@10", "cold_ndcg@10", "warm_ndcg@10")
+
+
+def finetune_command(model: str, seed: int, run_dir: Path) -> list[str]:
+    config_file, fixed = MODELS[model]
+    options = {**fixed, "cold_start_fraction": COLD_FRACTION, "seed": seed, "output_dir": str(run_dir), "report_to": "none"}
+    command = [sys.executable, str(FINETUNE), "--config", str(REPO / config_file)]
+    for key, value in options.items():
+        command += [f"--{key}", str(value)]
+    return command + ["--overwrite_output_dir"]
+
+
+def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
+    """One row from a finished cold-start run of scripts/finetune.py."""
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    config = yaml.safe_load((run_dir / "training_config.yaml").read_text(encoding="utf-8"))
+    cold_start = metrics.get("cold_start")
+    if not cold_start:
+        raise ValueError(f"{run_dir}/metrics.json has no cold_start section; was the run made with --cold_start_fraction?")
+    row: dict[str, Any] = {"model": model, "seed": config["seed"]}
+    for part in ("cold", "warm"):
+        split = cold_start[f"test_{part}"] or {}
+        for name in ("hr@10", "ndcg@10", "mrr"):
+            row[f"{part}_{name}"] = round(float(split.get(name, float("nan"))), 6)
+        row[f"n_{part}_users"] = cold_start[f"n_test_users_{part}"]
+    training = metrics.get("training", {})
+    row.update(
+        {"ndcg@10": round(float(metrics["test"]["ndcg@10"]), 6), "hr@10": round(float(metrics["test"]["hr@10"]), 6)},
+        n_cold_items=cold_start["n_cold_items"],
+        epochs_run=training.get("epochs_run"),
+        best_epoch=training.get("best_epoch"),
+        train_seconds=training.get("train_seconds"),
+        run_dir=_display_path(run_dir),
+        machine=machine_summary(),
+    )
+    return row
+
+
+def run_model(model: str, seed: int, runs_dir: Path) -> dict[str, Any]:
+    run_dir = runs_dir / f"{model}-seed{seed}"
+    command = finetune_command(model, seed, run_dir)
+    log_path = runs_dir / "logs" / f"{model}-seed{seed}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[coldstart] {model} seed {seed}: {shlex.join(command)}", flush=True)
+    start = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as log:
+        result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"{model} seed {seed} failed (exit {result.returncode}); log {log_path}:\n{tail}")
+    row = row_from_run(run_dir, model)
+    row.update(command=shlex.join(_relative(command)), wall_seconds=round(time.perf_counter() - start, 1))
+    return row
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    models: dict[str, Any] = {}
+    for model in MODELS:
+        model_rows = [r for r in rows if r["model"] == model]
+        if not model_rows:
+            continue
+        entry: dict[str, Any] = {"n_seeds": len(model_rows), "seeds": sorted(r["seed"] for r in model_rows)}
+        for name in (*METRICS, "ndcg@10", "n_cold_users", "n_warm_users"):
+            mean, half = t_interval([float(r[name]) for r in model_rows])
+            entry[name] = {"mean": mean, "ci95_half_width": half}
+        models[model] = entry
+    summary: dict[str, Any] = {"models": models}
+    if TEXT_MODEL in models:
+        text = models[TEXT_MODEL]
+        summary["cold_over_warm_hr@10"] = text["cold_hr@10"]["mean"] / text["warm_hr@10"]["mean"] if text["warm_hr@10"]["mean"] else None
+        if ID_MODEL in models and models[ID_MODEL]["warm_ndcg@10"]["mean"]:
+            summary["warm_ndcg@10_change_vs_id_only"] = text["warm_ndcg@10"]["mean"] / models[ID_MODEL]["warm_ndcg@10"]["mean"] - 1
+    return summary
+
+
+def _cell(stat: dict[str, Any]) -> str:
+    half = stat.get("ci95_half_width")
+    return f"{stat['mean']:.4f}" + (f" ± {half:.4f}" if half is not None else "")
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    summary = results["summary"]
+    lines = [
+        "# MovieLens-100K: cold-start next-item quality",
+        "",
+        f"Last updated by `{results['command']}` on {results['generated']}; `python benchmarks/coldstart.py` reruns every "
+        "model and seed (rows are merged by model and seed).",
+        f"Machine: {results['machine']}.",
+        "",
+        f"Protocol: {results['protocol']['cold_start']}. Held-out fraction {COLD_FRACTION:.0%}, chosen by the run's seed (the same "
+        "items for every model of a seed). Everything else is the quality protocol (leave-one-out, full ranking, history "
+        "masked, pessimistic ties; test metrics of the best validation epoch). Cells: mean ± half-width of the 95% "
+        "Student-t interval across seeds.",
+        "",
+        "| model | seeds | cold HR@10 | warm HR@10 | cold NDCG@10 | warm NDCG@10 | all NDCG@10 | cold / warm test users |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, entry in summary["models"].items():
+        lines.append(
+            f"| {model} | {entry['n_seeds']} ({', '.join(map(str, entry['seeds']))}) | {_cell(entry['cold_hr@10'])} | "
+            f"{_cell(entry['warm_hr@10'])} | {_cell(entry['cold_ndcg@10'])} | {_cell(entry['warm_ndcg@10'])} | "
+            f"{_cell(entry['ndcg@10'])} | {entry['n_cold_users']['mean']:.0f} / {entry['n_warm_users']['mean']:.0f} |"
+        )
+    lines.append("")
+    ratio = summary.get("cold_over_warm_hr@10")
+    if ratio is not None:
+        verdict = "met" if ratio >= 0.5 else "missed"
+        lines.append(f"- **{TEXT_MODEL}: cold HR@10 / warm HR@10 = {ratio:.2f}** (target ≥ 0.50: {verdict}).")
+    change = summary.get("warm_ndcg@10_change_vs_id_only")
+    if change is not None:
+        verdict = "met" if change >= -0.05 else "missed"
+        lines.append(f"- **{TEXT_MODEL} warm NDCG@10 vs {ID_MODEL}: {change:+.1%}** (target: no more than 5% below: {verdict}).")
+    lines += ["", "## Runs", "", "| model | seed | cold HR@10 | warm HR@10 | cold NDCG@10 | warm NDCG@10 | epochs (best) | train s | run directory |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in results["rows"]:
+        lines.append(
+            f"| {row['model']} | {row['seed']} | {row['cold_hr@10']:.4f} | {row['warm_hr@10']:.4f} | {row['cold_ndcg@10']:.4f} | "
+            f"{row['warm_ndcg@10']:.4f} | {row['epochs_run']} ({row['best_epoch']}) | {row['train_seconds']} | `{row['run_dir']}` |"
+        )
+    lines += ["", "Commands (one per row):", ""]
+    lines += [f"- {row['model']} seed {row['seed']}: `{row['command']}`" for row in results["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
+    parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--runs_dir", default="runs/coldstart", help="where the run directories go")
+    parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--report_only", action="store_true", help="rebuild the table from the JSON without running anything")
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    runs_dir = Path(args.runs_dir) if Path(args.runs_dir).is_absolute() else REPO / args.runs_dir
+    results_dir = Path(args.results_dir)
+    path = results_dir / "coldstart.json"
+    results = load_results(path)
+    rows = {(r["model"], r["seed"]): r for r in results.get("rows", [])}
+    for model in [] if args.report_only else models:
+        for seed in seeds:
+            row = run_model(model, seed, runs_dir)
+            print(f"[coldstart] {model} seed {seed}: cold HR@10 {row['cold_hr@10']:.4f}, warm HR@10 {row['warm_hr@10']:.4f}, "
+                  f"warm NDCG@10 {row['warm_ndcg@10']:.4f}", flush=True)
+            rows[(model, seed)] = row
+            _write(results_dir, rows, argv)  # a long benchmark that dies keeps what it finished
+    _write(results_dir, rows, argv)
+    print(f"[coldstart] wrote {path} and coldstart.md ({len(rows)} rows)")
+    return 0
+
+
+def _write(results_dir: Path, rows: dict[tuple[str, int], dict[str, Any]], argv: list[str] | None) -> None:
+    from hf_seqrec.data.cold_start import PROTOCOL
+
+    order = {name: index for index, name in enumerate(MODELS)}
+    ordered = sorted(rows.values(), key=lambda r: (order.get(r["model"], len(order)), r["seed"]))
+    results = {
+        "title": "MovieLens-100K cold-start next-item quality",
+        "command": shlex.join(["python", "benchmarks/coldstart.py", *(sys.argv[1:] if argv is None else argv)]),
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_summary(),
+        "protocol": {"cold_start": PROTOCOL, "fraction": COLD_FRACTION, "models": {m: {"config": c, "overrides": o} for m, (c, o) in MODELS.items()}},
+        "rows": ordered,
+        "summary": summarise(ordered),
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "coldstart.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (results_dir / "coldstart.md").write_text(render_markdown(results), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The cold-start protocol: items that training never sees, kept in the catalogue for evaluation.
+
+A seeded random fraction of the catalogue is held out. Their interactions are removed from the
+training part of every user's sequence (so no gradient ever touches them as a target or an input),
+while validation and test targets stay as they are. Test targets that are held-out items measure
+how well a model recommends an item it knows only by its text; the other targets are "warm".
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+from .splitting import MIN_ITEMS_FOR_TRAINING
+
+PROTOCOL = (
+    "cold-start: a random fraction of the catalogue (seeded) is held out of training entirely; their interactions are "
+    "removed from the training part of every sequence and from the input histories, the items stay in the catalogue "
+    "and are ranked like any other; test metrics are reported separately for users whose test target is a held-out "
+    "(cold) item and for the rest (warm)"
+)
+
+
+def choose_cold_items(num_items: int, fraction: float, seed: int) -> list[int]:
+    """``round(fraction * num_items)`` distinct item indices, a function of ``seed`` only (sorted)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the cold-start fraction must be in (0, 1); got {fraction}")
+    count = int(round(fraction * num_items))
+    if count < 1 or count >= num_items:
+        raise ValueError(f"a cold-start fraction of {fraction} holds out {count} of {num_items} items; expected at least 1 and fewer than all")
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(num_items, size=count, replace=False))
+
+
+def hold_out_items(splits: DatasetDict, cold_items: Sequence[int]) -> tuple[DatasetDict, dict[str, int]]:
+    """The same splits with ``cold_items`` removed from every training sequence and input history.
+
+    Validation and test targets are kept (a cold target is what the protocol measures). A test
+    history is the training part plus the validation target, so the validation target stays in it
+    even when cold: at test time it is a known past interaction, not a training example. A training
+    sequence left with fewer than 2 items has no transition and is dropped, and so is a validation
+    row whose whole history was cold (nothing to recommend from); the report counts both.
+    """
+    cold = set(int(i) for i in cold_items)
+
+    def warm_only(items: Sequence[int]) -> list[int]:
+        return [item for item in items if item not in cold]
+
+    train = splits["train"]
+    kept = [(user, warm_only(items)) for user, items in zip(train["user_id"], train["items"])]
+    kept = [(user, items) for user, items in kept if len(items) >= MIN_ITEMS_FOR_TRAINING]
+    new_train = Dataset.from_dict(
+        {"user_id": [user for user, _ in kept], "items": [items for _, items in kept]}, features=train.features
+    )
+    validation = splits["validation"]
+    rows = [(u, warm_only(h), t) for u, h, t in zip(validation["user_id"], validation["history"], validation["target"])]
+    rows_kept = [row for row in rows if row[1]]
+    new_validation = Dataset.from_dict(
+        {"user_id": [r[0] for r in rows_kept], "history": [r[1] for r in rows_kept], "target": [r[2] for r in rows_kept]},
+        features=validation.features,
+    )
+    test = splits["test"]
+    # The last history item of a test row is the validation target; only the part before it is training data.
+    new_test = Dataset.from_dict(
+        {"user_id": test["user_id"], "history": [warm_only(h[:-1]) + h[-1:] for h in test["history"]], "target": test["target"]},
+        features=test.features,
+    )
+    report = {
+        "n_cold_items": len(cold),
+        "n_train_interactions_removed": sum(len(items) for items in train["items"]) - sum(len(items) for _, items in kept),
+        "n_train_users_dropped": len(train) - len(kept),
+        "n_validation_users_dropped": len(rows) - len(rows_kept),
+    }
+    return DatasetDict({"train": new_train, "validation": new_validation, "test": new_test}), report
