@@ -103,9 +103,9 @@ def test_two_cpu_processes_give_the_same_metrics_as_one(reference_run, tmp_path)
     assert two["test"] == one["test"] and two["validation"] == one["validation"]
 
 
-def test_killed_run_resumes_to_the_same_result(reference_run, tmp_path):
-    output_dir = tmp_path / "killed"
-    command = [sys.executable, str(REPO / "scripts" / "finetune.py"), *TINY, "--output_dir", str(output_dir)]
+def _kill_mid_epoch_then_resume(output_dir: Path, *extra: str) -> None:
+    """SIGKILL a run once it has saved a mid-epoch checkpoint, check it refuses a plain rerun, then --resume it."""
+    command = [sys.executable, str(REPO / "scripts" / "finetune.py"), *TINY, "--output_dir", str(output_dir), *extra]
     process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = output_dir / "checkpoints" / "last" / "trainer_state.json"
     deadline = time.time() + 300
@@ -120,12 +120,27 @@ def test_killed_run_resumes_to_the_same_result(reference_run, tmp_path):
     assert 0 < killed_at["global_step"] < 24 and killed_at["step_in_epoch"] > 0  # mid-epoch
     assert not (output_dir / "metrics.json").exists()
 
-    refused = _finetune(output_dir)
+    refused = _finetune(output_dir, *extra)
     assert refused.returncode == 2 and "--resume" in refused.stderr
 
-    resumed = _finetune(output_dir, "--resume")
+    resumed = _finetune(output_dir, *extra, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def test_killed_run_resumes_to_the_same_result(reference_run, tmp_path):
+    """The tiny config batches by length (as the CPU default does): the grouped order must survive the kill."""
+    output_dir = tmp_path / "killed"
+    _kill_mid_epoch_then_resume(output_dir)
     assert _scores(_metrics(output_dir)) == _scores(_metrics(reference_run))
+
+
+def test_killed_run_with_plain_shuffle_resumes_to_the_same_result(reference_run, tmp_path):
+    uninterrupted = tmp_path / "plain"
+    assert _finetune(uninterrupted, "--no-group_by_length").returncode == 0
+    killed = tmp_path / "plain-killed"
+    _kill_mid_epoch_then_resume(killed, "--no-group_by_length")
+    assert _scores(_metrics(killed)) == _scores(_metrics(uninterrupted))
+    assert _scores(_metrics(uninterrupted)) != _scores(_metrics(reference_run))  # a different batch order really ran
 
 
 def test_reloaded_checkpoint_scores_like_the_trained_one(reference_run):

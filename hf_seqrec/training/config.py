@@ -64,6 +64,7 @@ class FinetuneConfig:
     batch_size: int = 16  # training windows per device per step
     eval_batch_size: int = 64  # users per device per evaluation batch
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    group_by_length: bool = False  # batch training windows of similar length together (less padding; order still reshuffled every epoch)
     learning_rate: float = 1e-3  # AdamW learning rate of the LoRA adapter (or the backbone)
     item_table_learning_rate: float | None = None  # AdamW learning rate of the item table (default: learning_rate)
     weight_decay: float = 0.0  # AdamW weight decay (not applied to the item table)

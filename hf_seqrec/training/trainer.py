@@ -34,6 +34,7 @@ from ..data.collator import IGNORE_INDEX, NextItemCollator, training_windows
 from ..data.cold_start import PROTOCOL as COLD_START_PROTOCOL
 from ..data.cold_start import choose_cold_items, hold_out_items
 from ..data.prepare import PreparedData, prepare_data
+from ..data.sampling import LengthGroupedSampler
 from ..evaluation.evaluator import evaluate_ranking, rank_targets
 from ..evaluation.ranking import PROTOCOL, full_ranking_metrics
 from ..io_utils import atomic_directory, recover_directory, replace_directory, write_json_atomic, write_text_atomic
@@ -143,6 +144,16 @@ def build_optimizer(model: SeqRecForNextItem, config: FinetuneConfig) -> torch.o
     return torch.optim.AdamW(groups)
 
 
+def training_loader(windows, config: FinetuneConfig, collator: NextItemCollator) -> DataLoader:
+    """Shuffled training windows; with ``group_by_length``, batches of windows of similar length."""
+    if config.group_by_length:
+        lengths = [len(items) for items in windows["input_items"]]
+        sampler = LengthGroupedSampler(lengths, config.batch_size, seed=config.seed)
+        return DataLoader(windows, batch_size=config.batch_size, sampler=sampler, collate_fn=collator, num_workers=config.num_workers)
+    # A plain shuffle: accelerate swaps in its seedable sampler (use_seedable_sampler) for exact resumes.
+    return DataLoader(windows, batch_size=config.batch_size, shuffle=True, collate_fn=collator, num_workers=config.num_workers)
+
+
 def _evaluation_loader(split, config: FinetuneConfig, collator: NextItemCollator) -> DataLoader:
     if config.eval_max_users is not None:
         split = split.select(range(min(config.eval_max_users, len(split))))
@@ -239,9 +250,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         apply_cold_start(prepared, config.cold_start_fraction, config.seed)
     collator = NextItemCollator(max_len=config.max_len)
     windows = training_windows(prepared.splits["train"], config.max_len)
-    train_loader = DataLoader(
-        windows, batch_size=config.batch_size, shuffle=True, collate_fn=collator, num_workers=config.num_workers
-    )
+    train_loader = training_loader(windows, config, collator)
     validation_loader = _evaluation_loader(prepared.splits["validation"], config, collator)
     test_loader = _evaluation_loader(prepared.splits["test"], config, collator)
 
