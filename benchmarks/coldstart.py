@@ -47,7 +47,7 @@ COLD_FRACTION = 0.1
 # SASRec is capped at 40 epochs with early stopping (its cold targets are random whatever its length).
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "smollm2-lora": ("configs/cpu.yaml", {"num_epochs": 1}),
-    "smollm2-lora-text": ("configs/cpu.yaml", {"num_epochs": 1, "item_text_tower": "true"}),
+    "smollm2-lora-text": ("configs/cpu.yaml", {"num_epochs": 1, "item_text_tower": True}),
     "sasrec": ("configs/sasrec.yaml", {"num_epochs": 40}),
 }
 TEXT_MODEL, ID_MODEL = "smollm2-lora-text", "smollm2-lora"
@@ -60,7 +60,10 @@ def finetune_command(model: str, seed: int, run_dir: Path) -> list[str]:
     options = {**fixed, "cold_start_fraction": COLD_FRACTION, "seed": seed, "output_dir": str(run_dir), "report_to": "none"}
     command = [sys.executable, str(FINETUNE), "--config", str(REPO / config_file)]
     for key, value in options.items():
-        command += [f"--{key}", str(value)]
+        if isinstance(value, bool):  # finetune.py's switches: --flag / --no-flag
+            command.append(f"--{key}" if value else f"--no-{key}")
+        else:
+            command += [f"--{key}", str(value)]
     return command + ["--overwrite_output_dir"]
 
 
