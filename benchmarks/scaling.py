@@ -3,7 +3,8 @@
 
     python benchmarks/scaling.py
 
-Two sweeps on MovieLens-100K with the default model (SmolLM2-135M + LoRA, fp32 on the CPU):
+Two sweeps on MovieLens-100K with the default model (SmolLM2-135M + LoRA, bf16 autocast on the CPU as
+in configs/cpu.yaml; ``--precision fp32`` for a CPU without bf16 instructions):
 
 * users: a seeded 25% / 50% / 100% sample of the users, same catalogue;
 * catalogue: the same users with their items mapped into synthetic catalogues of 1k / 10k /
@@ -63,6 +64,10 @@ def remap_items(splits, num_items: int, real_items: int, seed: int):
     return {name: split.map(remap) for name, split in splits.items()}
 
 
+def autocast(args) -> torch.autocast:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+
 def time_point(splits, item_texts, args) -> dict:
     torch.manual_seed(0)
     model, _ = SeqRecForNextItem.from_backbone(args.backbone, item_texts, max_len=args.max_len)
@@ -75,7 +80,9 @@ def time_point(splits, item_texts, args) -> dict:
     for step in range(args.warmup + args.steps):
         batch = collator([windows[i] for i in range(step * args.batch_size, (step + 1) * args.batch_size)])
         start = time.perf_counter()
-        model(**batch).loss.backward()
+        with autocast(args):
+            loss = model(**batch).loss
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if step >= args.warmup:
@@ -87,7 +94,8 @@ def time_point(splits, item_texts, args) -> dict:
     with torch.no_grad():
         for i in range(0, len(rows), args.eval_batch_size):
             batch = collator(rows[i : i + args.eval_batch_size])
-            model(input_item_ids=batch["input_item_ids"], attention_mask=batch["attention_mask"])
+            with autocast(args):
+                model(input_item_ids=batch["input_item_ids"], attention_mask=batch["attention_mask"])
     users_per_s = len(rows) / (time.perf_counter() - start)
     step = statistics.median(step_times)
     return {
@@ -109,6 +117,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--eval_batch_size", type=int, default=64)
     parser.add_argument("--max_len", type=int, default=50)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--eval_users", type=int, default=64)
@@ -135,6 +144,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
         "backbone": args.backbone,
+        "precision": args.precision,
         "method": f"median of {args.steps} timed training steps (batch {args.batch_size}, max_len {args.max_len}) after "
                   f"{args.warmup} warm-up, scaled by the number of training batches; evaluation rate from "
                   f"{args.eval_users} users in batches of {args.eval_batch_size}, scaled by the number of users",

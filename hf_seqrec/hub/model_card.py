@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "next_item_model_card.md"
+# The template lives in the repository's model_cards/; hub/templates/ links to it so that an
+# installed wheel carries a copy.
+TEMPLATE = Path(__file__).parent / "templates" / "next_item_model_card.md"
 README = "README.md"
 CURVE = "training_curve.png"
 CATALOG = "item_catalog.jsonl"
