@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import _display_path, _relative, load_results, machine_summary  # noqa: E402
+from quality import _display_path, _relative, load_results, machine_summary, run_logged  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = REPO / "scripts" / "finetune.py"
@@ -61,15 +59,8 @@ def finetune_command(variant: str, run_dir: Path) -> list[str]:
 def run_variant(variant: str, runs_dir: Path) -> dict[str, Any]:
     run_dir = runs_dir / variant
     command = finetune_command(variant, run_dir)
-    log_path = runs_dir / "logs" / f"{variant}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"[ablations] {variant}: {shlex.join(command)}", flush=True)
-    start = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log:
-        result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise RuntimeError(f"{variant} failed (exit {result.returncode}); log {log_path}:\n{tail}")
+    wall = run_logged(command, runs_dir / "logs" / f"{variant}.log", variant)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     return {
         "variant": variant,
@@ -82,7 +73,7 @@ def run_variant(variant: str, runs_dir: Path) -> dict[str, Any]:
         "train_seconds": metrics["training"]["train_seconds"],
         "run_dir": _display_path(run_dir),
         "command": shlex.join(_relative(command)),
-        "wall_seconds": round(time.perf_counter() - start, 1),
+        "wall_seconds": round(wall, 1),
         "machine": machine_summary(),
     }
 

@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import _display_path, _relative, load_results, machine_summary, t_interval  # noqa: E402
+from quality import _display_path, _relative, load_results, machine_summary, run_logged, t_interval  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = REPO / "scripts" / "finetune.py"
@@ -96,17 +94,10 @@ def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
 def run_model(model: str, seed: int, runs_dir: Path) -> dict[str, Any]:
     run_dir = runs_dir / f"{model}-seed{seed}"
     command = finetune_command(model, seed, run_dir)
-    log_path = runs_dir / "logs" / f"{model}-seed{seed}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"[coldstart] {model} seed {seed}: {shlex.join(command)}", flush=True)
-    start = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log:
-        result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise RuntimeError(f"{model} seed {seed} failed (exit {result.returncode}); log {log_path}:\n{tail}")
+    wall = run_logged(command, runs_dir / "logs" / f"{model}-seed{seed}.log", f"{model} seed {seed}")
     row = row_from_run(run_dir, model)
-    row.update(command=shlex.join(_relative(command)), wall_seconds=round(time.perf_counter() - start, 1))
+    row.update(command=shlex.join(_relative(command)), wall_seconds=round(wall, 1))
     return row
 
 

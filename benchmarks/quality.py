@@ -81,17 +81,27 @@ def run_model(model: str, seed: int, runs_dir: Path, quick: bool, overrides: dic
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{model}-seed{seed}.log"
     print(f"[quality] {model} seed {seed}: {shlex.join(command)}", flush=True)
+    wall = run_logged(command, log_path, f"{model} seed {seed}")
+    row = row_from_run(run_dir, model)
+    row.update(command=shlex.join(_relative(command)), wall_seconds=round(wall, 1), quick=quick, overrides=overrides)
+    return row
+
+
+def run_logged(command: list[str], log_path: Path, label: str) -> float:
+    """Run a ``scripts/finetune.py`` command from the repository root, its output in ``log_path``.
+
+    Returns the wall seconds; a failed run raises with the tail of its log, so a long benchmark stops
+    at the first broken model instead of writing a row without numbers.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         result = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
     if result.returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise RuntimeError(f"{model} seed {seed} failed (exit {result.returncode}); log {log_path}:\n{tail}")
-    row = row_from_run(run_dir, model)
-    row.update(command=shlex.join(_relative(command)), wall_seconds=round(wall, 1), quick=quick, overrides=overrides)
-    return row
+        raise RuntimeError(f"{label} failed (exit {result.returncode}); log {log_path}:\n{tail}")
+    return time.perf_counter() - start
 
 
 def stopped_by(row: dict[str, Any]) -> str:
