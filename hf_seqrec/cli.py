@@ -88,11 +88,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
     from .data.collator import NextItemCollator
     from .data.prepare import prepare_data
-    from .evaluation.evaluator import evaluate_ranking
-    from .evaluation.ranking import PROTOCOL
+    from .evaluation.cold_start import cold_start_metrics, cold_start_summary
+    from .evaluation.evaluator import rank_targets
+    from .evaluation.ranking import PROTOCOL, full_ranking_metrics
     from .io_utils import write_json_atomic
     from .modeling import SeqRecForNextItem
     from .training.config import FinetuneConfig
+    from .training.trainer import apply_cold_start
 
     model = _load_checkpoint(SeqRecForNextItem, args.model)
     overrides = {"dataset": args.dataset} if args.dataset else {}
@@ -104,6 +106,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     else:
         config = FinetuneConfig(**overrides)
     prepared = prepare_data(config.data_config())
+    if config.cold_start_fraction:  # the run held items out of training: evaluate on the same split
+        apply_cold_start(prepared, config.cold_start_fraction, config.seed)
     if model.item_catalog is not None and model.item_catalog.item_ids != prepared.catalog.item_ids:
         raise DataValidationError(
             "the dataset's item catalogue differs from the one the model was trained on",
@@ -116,10 +120,17 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     accelerator = Accelerator(mixed_precision="no")
     loader = accelerator.prepare(DataLoader(split, batch_size=args.batch_size, collate_fn=NextItemCollator(model.config.max_len)))
     model = model.to(accelerator.device)
-    metrics = evaluate_ranking(model, loader, accelerator, n_bootstrap=args.bootstrap_samples)
+    ranks = rank_targets(model, loader, accelerator)
+    metrics = full_ranking_metrics(ranks, n_bootstrap=args.bootstrap_samples)
     protocol = copy.deepcopy(PROTOCOL)
     protocol["interval"]["n_resamples"] = args.bootstrap_samples
     payload = {"protocol": protocol, args.split: metrics, "n_users": metrics["n_users"], "n_items": len(prepared.catalog), "model": str(args.model)}
+    if config.cold_start_fraction and args.split == "test":
+        payload["cold_start"] = cold_start_metrics(
+            ranks, split["target"], prepared.report["cold_start"]["cold_items"],
+            fraction=config.cold_start_fraction, seed=config.seed, n_bootstrap=args.bootstrap_samples,
+        )
+        accelerator.print(cold_start_summary(payload["cold_start"]))
     if args.output and accelerator.is_main_process:
         write_json_atomic(args.output, payload)
     accelerator.print(json.dumps({args.split: {k: metrics[k] for k in ("ndcg@10", "hr@10", "mrr")}}))

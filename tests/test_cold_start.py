@@ -206,3 +206,11 @@ def test_cold_start_run_reports_cold_and_warm_targets(tmp_path):
     reloaded = SeqRecForNextItem.from_pretrained(output_dir)
     has_id = reloaded.item_table.has_id_embedding
     assert all(has_id[i] == 0 for i in cold_items) and has_id.sum() > 1400
+
+    # scripts/evaluate.py rebuilds the same held-out split from the run's config and splits its report the same way.
+    evaluated = tmp_path / "eval.json"
+    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), "--model", str(output_dir), "--max_users", "300",
+               "--bootstrap_samples", "20", "--output", str(evaluated)]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(evaluated.read_text())["cold_start"] == cold_start

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -31,10 +30,10 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..data.collator import IGNORE_INDEX, NextItemCollator, training_windows
-from ..data.cold_start import PROTOCOL as COLD_START_PROTOCOL
 from ..data.cold_start import choose_cold_items, hold_out_items
 from ..data.prepare import PreparedData, prepare_data
 from ..data.sampling import LengthGroupedSampler
+from ..evaluation.cold_start import cold_start_metrics, cold_start_summary
 from ..evaluation.evaluator import evaluate_ranking, rank_targets
 from ..evaluation.ranking import PROTOCOL, full_ranking_metrics
 from ..io_utils import atomic_directory, recover_directory, replace_directory, write_json_atomic, write_text_atomic
@@ -376,8 +375,8 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         test = full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples)
     results = _metrics_payload(config, prepared, state, validation, test, accelerator.num_processes)
     if config.cold_start_fraction:
-        results["cold_start"] = cold_start_metrics(test_ranks, prepared, config)
-        accelerator.print(_cold_start_line(results["cold_start"]))
+        results["cold_start"] = _cold_start_report(test_ranks, prepared, config)
+        accelerator.print(cold_start_summary(results["cold_start"]))
     if accelerator.is_main_process:
         _export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
     accelerator.print(
@@ -413,8 +412,8 @@ def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
     test = full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples)
     results = _metrics_payload(config, prepared, state, validation, test, num_processes=1)
     if config.cold_start_fraction:
-        results["cold_start"] = cold_start_metrics(test_ranks, prepared, config)
-        print(_cold_start_line(results["cold_start"]))
+        results["cold_start"] = _cold_start_report(test_ranks, prepared, config)
+        print(cold_start_summary(results["cold_start"]))
     output_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
     save_item_popularity(output_dir, prepared.splits["train"]["items"], num_items=len(prepared.catalog))
@@ -435,37 +434,14 @@ def apply_cold_start(prepared: PreparedData, fraction: float, seed: int) -> list
     return cold_items
 
 
-def cold_start_metrics(test_ranks, prepared: PreparedData, config: FinetuneConfig) -> dict[str, Any]:
-    """Test metrics split by whether the user's target is a cold (held-out) item or a warm one."""
+def _cold_start_report(test_ranks, prepared: PreparedData, config: FinetuneConfig) -> dict[str, Any]:
     targets = prepared.splits["test"]["target"]
     if config.eval_max_users is not None:
         targets = targets[: config.eval_max_users]
-    cold = set(prepared.report["cold_start"]["cold_items"])
-    is_cold = np.array([target in cold for target in targets], dtype=bool)
-    test_ranks = np.asarray(test_ranks)
-    result: dict[str, Any] = {
-        "protocol": COLD_START_PROTOCOL,
-        "fraction": config.cold_start_fraction,
-        "seed": config.seed,
-        "n_cold_items": len(cold),
-        "n_test_users_cold": int(is_cold.sum()),
-        "n_test_users_warm": int((~is_cold).sum()),
-    }
-    for name, selected in (("cold", is_cold), ("warm", ~is_cold)):
-        # A split with no users (a tiny catalogue) has no metrics rather than an error.
-        result[f"test_{name}"] = (
-            full_ranking_metrics(test_ranks[selected], n_bootstrap=config.bootstrap_samples) if selected.any() else None
-        )
-    return result
-
-
-def _cold_start_line(cold_start: dict[str, Any]) -> str:
-    parts = []
-    for name in ("cold", "warm"):
-        metrics = cold_start[f"test_{name}"]
-        count = cold_start[f"n_test_users_{name}"]
-        parts.append(f"{name} targets ({count} users): " + ("none" if metrics is None else f"HR@10 {metrics['hr@10']:.4f} NDCG@10 {metrics['ndcg@10']:.4f}"))
-    return "cold-start test, " + "; ".join(parts)
+    return cold_start_metrics(
+        test_ranks, targets, prepared.report["cold_start"]["cold_items"],
+        fraction=config.cold_start_fraction, seed=config.seed, n_bootstrap=config.bootstrap_samples,
+    )
 
 
 def _metrics_payload(config, prepared, state, validation, test, num_processes) -> dict[str, Any]:
