@@ -35,6 +35,7 @@ BASE_OPTIONS = {"num_epochs": 1, "seed": 0, "report_to": "none"}
 # variant -> (what it changes, finetune options)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "base": ("the CPU default (item table from text, LoRA r=8 on q/k/v/o, lr 1e-3, clipping at 1.0)", {}),
+    "random-batches": ("random batches instead of length-grouped ones (--no-group_by_length)", {"group_by_length": False}),
     "random-item-table": ("item table initialised at random (N(0, 0.02)) instead of from the item texts", {"item_text_init": False}),
     "no-grad-clipping": ("no gradient clipping (max_grad_norm 0 instead of 1.0)", {"max_grad_norm": 0}),
     "lora-attention-mlp": (
