@@ -74,7 +74,7 @@ def test_text_tower_starts_where_the_text_initialised_table_starts(tower_model, 
     plain, _ = tiny_model
     assert torch.allclose(tower.item_table.vectors(), plain.item_table.weight, atol=1e-6)
     trainable = {n for n, p in tower.named_parameters() if p.requires_grad and "lora_" not in n}
-    assert trainable == {"item_table.weight", "item_table.text_projection.weight"}
+    assert trainable == {"item_table.weight", "item_table.text_projection.weight", "item_table.text_projection.bias"}
 
 
 def test_items_without_id_embedding_are_scored_from_text_and_get_no_id_gradient(tower_model):
@@ -92,21 +92,28 @@ def test_items_without_id_embedding_are_scored_from_text_and_get_no_id_gradient(
         model.item_table.weight[5] += 1.0
     model.eval()
     vectors = model.item_table.vectors()
-    text_only = model.item_table.text_projection(model.item_table.text_features)
+    table = model.item_table
+    text_only = table.text_projection((table.text_features - table.text_mean) / table.text_scale)
     assert torch.allclose(vectors[25], text_only[25]) and not torch.allclose(vectors[5], text_only[5])
 
 
-def test_id_dropout_only_acts_in_training(tower_model):
+def test_id_dropout_leaves_out_whole_id_embeddings_only_in_training(tower_model):
     model, _ = tower_model
+    table = model.item_table
     with torch.no_grad():
-        model.item_table.weight.normal_()
+        table.weight.normal_()
+    model.eval()
+    full = table.vectors()
+    text_only = full - table.weight
     model.train()
     torch.manual_seed(1)
-    a = model.item_table.vectors()
-    b = model.item_table.vectors()
-    assert not torch.allclose(a, b)
+    dropped = table.vectors()
+    # Every row is either text + ID (kept, not rescaled) or text alone (dropped); about half of each.
+    kept = torch.isclose(dropped, full, atol=1e-6).all(dim=1)
+    left_out = torch.isclose(dropped, text_only, atol=1e-6).all(dim=1)
+    assert bool((kept | left_out).all()) and 5 <= int(left_out.sum()) <= 25
     model.eval()
-    assert torch.allclose(model.item_table.vectors(), model.item_table.vectors())
+    assert torch.equal(table.vectors(), full)
 
 
 # ----------------------------------------------------------------------------- adding items after training
@@ -122,7 +129,9 @@ def test_added_items_are_scored_from_text_and_survive_save_and_load(tower_model,
     loaded = SeqRecForNextItem.from_pretrained(tmp_path / "trained")
     rows = loaded.add_items(pd.DataFrame({"item_id": [101, 102], "text": ["A new film (2024) | Horror", "Another one | Drama"]}))
     assert rows == [30, 31] and loaded.config.num_items == 32 and loaded.item_catalog.item_ids[-2:] == ["101", "102"]
-    expected = loaded.item_table.text_projection(loaded.encode_item_texts(["A new film (2024) | Horror"], tokenizer))[0]
+    table = loaded.item_table
+    encoding = loaded.encode_item_texts(["A new film (2024) | Horror"], tokenizer)
+    expected = table.text_projection((encoding - table.text_mean) / table.text_scale)[0]
     assert torch.allclose(loaded.item_table.vectors()[30], expected, atol=1e-5)
     assert loaded(torch.tensor([[1, 2, 3]])).logits.shape == (1, 32)
 

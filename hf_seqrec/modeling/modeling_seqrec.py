@@ -63,12 +63,15 @@ class ItemTable(nn.Module):
     alongside a LoRA adapter, and kept outside the backbone's vocabulary so the adapter never
     has to carry the 49k-row token embedding.
 
-    With `text_tower=True` an item's vector is `text_projection(text_features[i]) + weight[i]`:
-    a learned map of a frozen encoding of the item's text, plus an ID embedding that only items
-    seen in training use (`has_id_embedding`). An item that training never saw, or one added
-    later with :meth:`SeqRecForNextItem.add_items`, is then scored from its text alone instead of
-    from an untrained row. `id_dropout` drops whole ID embeddings during training so that the
-    text path alone must rank well, which is what a cold item relies on.
+    With `text_tower=True` an item's vector is `text_projection(z[i]) + weight[i]`, where `z[i]` is
+    the frozen encoding of the item's text standardised per dimension with the catalogue's mean and
+    spread (`text_mean`, `text_scale`), and `weight[i]` an ID embedding that only items seen in
+    training use (`has_id_embedding`). Standardising removes the component every item's text shares,
+    so the projection learns from what tells items apart. An item that training never saw, or one
+    added later with :meth:`SeqRecForNextItem.add_items`, is scored from its text alone instead of
+    from an untrained row. `id_dropout` leaves out whole ID embeddings during training (without
+    rescaling the kept ones), so a text-only item is a state the model is trained on: a cold item
+    at test time looks like a warm item whose ID was dropped.
     """
 
     def __init__(self, num_items: int, hidden_size: int, text_tower: bool = False, id_dropout: float = 0.0) -> None:
@@ -78,8 +81,10 @@ class ItemTable(nn.Module):
         self.id_dropout = id_dropout
         if text_tower:
             self.register_buffer("text_features", torch.zeros(num_items, hidden_size))
+            self.register_buffer("text_mean", torch.zeros(hidden_size))
+            self.register_buffer("text_scale", torch.ones(hidden_size))
             self.register_buffer("has_id_embedding", torch.ones(num_items))
-            self.text_projection = nn.Linear(hidden_size, hidden_size, bias=False)
+            self.text_projection = nn.Linear(hidden_size, hidden_size)
 
     @property
     def num_items(self) -> int:
@@ -89,11 +94,28 @@ class ItemTable(nn.Module):
         """Every item's vector, `[num_items, hidden_size]` (the ID table itself without a text tower)."""
         if not self.text_tower:
             return self.weight
-        id_part = self.weight * self.has_id_embedding.to(self.weight.dtype).unsqueeze(1)
+        uses_id = self.has_id_embedding
         if self.training and self.id_dropout > 0:
-            keep = torch.ones(self.num_items, 1, device=self.weight.device, dtype=self.weight.dtype)
-            id_part = id_part * F.dropout(keep, self.id_dropout, training=True)
-        return self.text_projection(self.text_features.to(self.text_projection.weight.dtype)) + id_part
+            # Not rescaled: a kept ID embedding is the same at training and test time.
+            uses_id = uses_id * (torch.rand_like(uses_id) >= self.id_dropout).to(uses_id.dtype)
+        standardised = (self.text_features - self.text_mean) / self.text_scale
+        text_part = self.text_projection(standardised.to(self.text_projection.weight.dtype))
+        return text_part + self.weight * uses_id.to(self.weight.dtype).unsqueeze(1)
+
+    @torch.no_grad()
+    def set_text_features(self, encodings: torch.Tensor) -> None:
+        """Store every item's text encoding and restart the projection at the identity on them.
+
+        The standardisation statistics come from these encodings (the training catalogue) and stay
+        fixed afterwards, so items added later are standardised exactly like the training items.
+        With the projection at `diag(scale)` and bias `mean`, every item's vector starts as its raw
+        text encoding: where an ID-only table initialised from text starts.
+        """
+        self.text_features.copy_(encodings.to(self.text_features))
+        self.text_mean.copy_(self.text_features.mean(0))
+        self.text_scale.copy_(self.text_features.std(0).clamp(min=1e-6) if self.num_items > 1 else torch.ones_like(self.text_scale))
+        self.text_projection.weight.copy_(torch.diag(self.text_scale))
+        self.text_projection.bias.copy_(self.text_mean)
 
     def forward(self, item_ids: torch.LongTensor, table: torch.Tensor | None = None) -> torch.Tensor:
         return F.embedding(item_ids, self.vectors() if table is None else table)
@@ -129,11 +151,12 @@ class SeqRecPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, ItemTable):
             if module.text_tower:
-                # The model starts where an ID-only table initialised from text starts: every vector
-                # is the item's text encoding (identity projection, zero ID embeddings).
+                # Zero ID embeddings and an identity map of the (not yet set) text features: the
+                # model starts where an ID-only table initialised from text starts (set_text_features).
                 nn.init.zeros_(module.weight)
                 with torch.no_grad():
-                    module.text_projection.weight.copy_(torch.eye(module.text_projection.weight.size(0)))
+                    module.text_projection.weight.copy_(torch.diag(module.text_scale))
+                    module.text_projection.bias.copy_(module.text_mean)
             else:
                 nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
@@ -253,8 +276,10 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if len(texts) != self.config.num_items:
             raise ValueError(f"got {len(texts)} item texts for an item table of {self.config.num_items} rows")
         encodings = self.encode_item_texts(texts, tokenizer)
-        target = self.item_table.text_features if self.item_table.text_tower else self.item_table.weight
-        target.copy_(encodings.to(target))
+        if self.item_table.text_tower:
+            self.item_table.set_text_features(encodings)
+        else:
+            self.item_table.weight.copy_(encodings.to(self.item_table.weight))
 
     @torch.no_grad()
     def encode_item_texts(self, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
