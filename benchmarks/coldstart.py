@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs_dir", default="runs/coldstart", help="where the run directories go")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--report_only", action="store_true", help="rebuild the table from the JSON without running anything")
+    parser.add_argument("--reuse_finished", action="store_true", help="read a row from a run directory that already has metrics.json instead of training again")
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
@@ -189,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = {(r["model"], r["seed"]): r for r in results.get("rows", [])}
     for model in [] if args.report_only else models:
         for seed in seeds:
-            row = run_model(model, seed, runs_dir)
+            finished = runs_dir / f"{model}-seed{seed}"
+            if args.reuse_finished and (finished / "metrics.json").is_file():
+                row = row_from_run(finished, model)
+                row.update(command=shlex.join(_relative(finetune_command(model, seed, finished))), wall_seconds=None)
+            else:
+                row = run_model(model, seed, runs_dir)
             print(f"[coldstart] {model} seed {seed}: cold HR@10 {row['cold_hr@10']:.4f}, warm HR@10 {row['warm_hr@10']:.4f}, "
                   f"warm NDCG@10 {row['warm_ndcg@10']:.4f}", flush=True)
             rows[(model, seed)] = row

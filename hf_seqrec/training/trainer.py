@@ -133,13 +133,23 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
 
 
 def build_optimizer(model: SeqRecForNextItem, config: FinetuneConfig) -> torch.optim.Optimizer:
-    """AdamW with the item table (and its text tower) in its own group: its own learning rate, no weight decay."""
-    table = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("item_table.")]
+    """AdamW with the item table in its own group (its own learning rate, no weight decay).
+
+    The text tower's projection matrix gets that rate divided by its fan-in: Adam moves every weight
+    by about the learning rate per step, and a projected vector sums fan-in of those moves, so at the
+    table's rate one step would shift every item's vector hundreds of times further than it moves an
+    ID row (the scaling muP prescribes for hidden-to-hidden matrices).
+    """
+    table_lr = config.item_table_learning_rate or config.learning_rate
+    projection = [p for n, p in model.named_parameters() if p.requires_grad and n == "item_table.text_projection.weight"]
+    table = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("item_table.") and n != "item_table.text_projection.weight"]
     others = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("item_table.")]
     groups = [
         {"params": others, "lr": config.learning_rate, "weight_decay": config.weight_decay},
-        {"params": table, "lr": config.item_table_learning_rate or config.learning_rate, "weight_decay": 0.0},
+        {"params": table, "lr": table_lr, "weight_decay": 0.0},
     ]
+    if projection:
+        groups.append({"params": projection, "lr": table_lr / projection[0].size(1), "weight_decay": 0.0})
     return torch.optim.AdamW(groups)
 
 
