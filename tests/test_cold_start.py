@@ -223,3 +223,16 @@ def test_cold_start_run_reports_cold_and_warm_targets(tmp_path):
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(evaluated.read_text())["cold_start"] == cold_start
+
+
+def test_text_projection_learns_at_the_table_rate_over_its_fan_in(tower_model):
+    from hf_seqrec.training.trainer import build_optimizer
+
+    model, _ = tower_model
+    optimizer = build_optimizer(model, FinetuneConfig(item_text_tower=True, learning_rate=1e-3, item_table_learning_rate=2e-3))
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    table = model.item_table
+    fan_in = table.text_projection.weight.size(1)
+    assert rates[id(table.text_projection.weight)] == pytest.approx(2e-3 / fan_in)
+    assert rates[id(table.text_projection.bias)] == rates[id(table.weight)] == 2e-3
+    assert sum(len(group["params"]) for group in optimizer.param_groups) == sum(p.requires_grad for p in model.parameters())
