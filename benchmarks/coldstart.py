@@ -108,7 +108,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if not model_rows:
             continue
         entry: dict[str, Any] = {"n_seeds": len(model_rows), "seeds": sorted(r["seed"] for r in model_rows)}
-        for name in (*METRICS, "ndcg@10", "n_cold_users", "n_warm_users"):
+        for name in (*METRICS, "cold_mrr", "warm_mrr", "ndcg@10", "n_cold_users", "n_warm_users"):
             mean, half = t_interval([float(r[name]) for r in model_rows])
             entry[name] = {"mean": mean, "ci95_half_width": half}
         models[model] = entry
@@ -140,14 +140,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "masked, pessimistic ties; test metrics of the best validation epoch). Cells: mean ± half-width of the 95% "
         "Student-t interval across seeds.",
         "",
-        "| model | seeds | cold HR@10 | warm HR@10 | cold NDCG@10 | warm NDCG@10 | all NDCG@10 | cold / warm test users |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | seeds | cold HR@10 | warm HR@10 | cold NDCG@10 | warm NDCG@10 | cold MRR | warm MRR | all NDCG@10 | cold / warm test users |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, entry in summary["models"].items():
         lines.append(
             f"| {model} | {entry['n_seeds']} ({', '.join(map(str, entry['seeds']))}) | {_cell(entry['cold_hr@10'])} | "
             f"{_cell(entry['warm_hr@10'])} | {_cell(entry['cold_ndcg@10'])} | {_cell(entry['warm_ndcg@10'])} | "
-            f"{_cell(entry['ndcg@10'])} | {entry['n_cold_users']['mean']:.0f} / {entry['n_warm_users']['mean']:.0f} |"
+            f"{_cell(entry['cold_mrr'])} | {_cell(entry['warm_mrr'])} | {_cell(entry['ndcg@10'])} | {entry['n_cold_users']['mean']:.0f} / {entry['n_warm_users']['mean']:.0f} |"
         )
     lines.append("")
     ratio = summary.get("cold_over_warm_hr@10")
