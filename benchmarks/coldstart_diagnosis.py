@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "coldstart-diagnosis.md"))
     args = parser.parse_args()
-    run_dir = Path(args.run_dir)
+    run_dir = Path(args.run_dir).resolve()
     config = yaml.safe_load((run_dir / "training_config.yaml").read_text(encoding="utf-8"))
     model = SeqRecForNextItem.from_pretrained(run_dir).eval()
     prepared = prepare_data(DataConfig(dataset=config["dataset"]))
