@@ -162,3 +162,17 @@ def test_chunked_loss_matches_the_full_loss_and_its_gradients(catalog):
     lora = next(n for n, _ in full.named_parameters() if "lora_B" in n)  # lora_A gets no gradient while B is zero
     assert full.get_parameter(lora).grad.abs().sum() > 0
     assert torch.allclose(full.get_parameter(lora).grad, chunked.get_parameter(lora).grad, atol=1e-6)
+
+
+def test_scores_stay_fp32_under_bf16_autocast(tiny_model):
+    """bf16 scores would round neighbouring items to the same value, and ties count against the model."""
+    model, _ = tiny_model
+    model.eval()
+    with torch.no_grad():
+        model.item_table.weight.mul_(50)  # scores of a few units, where bf16 steps are about 0.02
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = model(torch.tensor([[0, 5, 9, 7]]))
+        last = output.last_hidden_state[:, -1].float()
+        exact = last @ model.item_table.weight.float().T
+    assert output.logits.dtype == torch.float32
+    assert torch.allclose(output.logits, exact, rtol=0, atol=1e-5)

@@ -359,9 +359,14 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
 
     # ----------------------------------------------------------------------------- forward
     def score(self, hidden_states: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of every catalogue item for each hidden state (the head tied to the item table)."""
+        """Scores of every catalogue item for each hidden state (the head tied to the item table), in fp32.
+
+        Always fp32, also under bf16 autocast: bf16 keeps 8 bits of mantissa, so scores near 4 are
+        rounded to steps of 0.03 and many items tie; ranking with ties counted against the model then
+        cost 7% of NDCG@10 on MovieLens-100K. The product is a small part of a step's work.
+        """
         table = self.item_table.vectors() if table is None else table
-        return hidden_states @ table.to(hidden_states.dtype).T
+        return _fp32_scores(hidden_states, table)
 
     def _summed_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Full-catalogue cross-entropy summed over positions, chunked when `config.loss_chunk_size` is set."""
@@ -370,7 +375,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             return F.cross_entropy(self.score(hidden, table).float(), targets, reduction="sum")
 
         def chunk_loss(h: torch.Tensor, t: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy((h @ table.to(h.dtype).T).float(), t, reduction="sum")
+            return F.cross_entropy(_fp32_scores(h, table), t, reduction="sum")
 
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.size(0), chunk):
@@ -526,6 +531,11 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         self.config.backbone_pretrained = False
         self.config.backbone_config = self.backbone.config.to_dict()
         return self
+
+
+def _fp32_scores(hidden_states: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+        return hidden_states.float() @ table.float().T
 
 
 def _is_remote_code() -> bool:
