@@ -362,8 +362,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         """Scores of every catalogue item for each hidden state (the head tied to the item table), in fp32.
 
         Always fp32, also under bf16 autocast: bf16 keeps 8 bits of mantissa, so scores near 4 are
-        rounded to steps of 0.03 and many items tie; ranking with ties counted against the model then
-        cost 7% of NDCG@10 on MovieLens-100K. The product is a small part of a step's work.
+        rounded to steps of 0.03 and many items tie, and the evaluator counts ties against the model.
+        The product is a small part of a step's work.
         """
         table = self.item_table.vectors() if table is None else table
         return _fp32_scores(hidden_states, table)
