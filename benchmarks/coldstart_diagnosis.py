@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data  # noqa: E402
+from hf_seqrec.evaluation.ranking import target_ranks  # noqa: E402
 from hf_seqrec.modeling import SeqRecForNextItem  # noqa: E402
 from hf_seqrec.training.trainer import apply_cold_start  # noqa: E402
 
@@ -47,13 +48,15 @@ def last_hidden_states(model: SeqRecForNextItem, rows: list[dict], max_len: int,
 
 
 def ranks(scores: torch.Tensor, targets: torch.Tensor, histories: list[list[int]], excluded: torch.Tensor | None = None) -> np.ndarray:
-    scores = scores.clone()
-    for user, history in enumerate(histories):
-        scores[user, torch.tensor(history)] = -torch.inf
+    """The evaluator's own ranks (history masked, ties against the model), optionally with some items left out."""
+    candidates = None
     if excluded is not None:
-        scores[:, excluded] = -torch.inf
-    target_scores = scores[torch.arange(len(targets)), targets]
-    return ((scores > target_scores[:, None]).sum(1) + 1).numpy()
+        candidates = torch.ones(scores.size(1), dtype=torch.bool)
+        candidates[excluded] = False
+    seen = torch.full((len(histories), max(len(h) for h in histories)), -1, dtype=torch.long)
+    for user, history in enumerate(histories):
+        seen[user, : len(history)] = torch.tensor(history)
+    return target_ranks(scores, targets, seen, candidate_mask=candidates).numpy()
 
 
 def main() -> None:
