@@ -43,6 +43,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         {"lora_target_modules": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
     ),
     "item-table-lr-3e-3": ("item table learning rate 3e-3 (LoRA stays at 1e-3)", {"item_table_learning_rate": 0.003}),
+    "item-score-bias": (
+        "a learned per-item score offset, started at the item's log training frequency (--item_score_bias)",
+        {"item_score_bias": True},
+    ),
 }
 
 

@@ -52,6 +52,10 @@ class SeqRecConfig(PretrainedConfig):
         item_id_dropout (`float`, defaults to 0.0):
             With a text tower: the probability, per item and training step, of dropping the item's ID
             embedding, so the text path alone learns to rank (what a cold item relies on).
+        item_score_bias (`bool`, defaults to `False`):
+            Add a learned per-item offset to every score. It takes up the items' popularity (the
+            log-frequency softmax training converges to) within a few hundred steps, instead of
+            the item vectors having to encode it.
         initializer_range (`float`, defaults to 0.02):
             Std of the normal initialisation of the item table when it is not initialised from text.
     """
@@ -76,6 +80,7 @@ class SeqRecConfig(PretrainedConfig):
         loss_chunk_size: int | None = None,
         item_text_tower: bool = False,
         item_id_dropout: float = 0.0,
+        item_score_bias: bool = False,
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
@@ -111,6 +116,7 @@ class SeqRecConfig(PretrainedConfig):
             raise ValueError("item_id_dropout needs item_text_tower=True: without a text tower an item has nothing but its ID")
         self.item_text_tower = item_text_tower
         self.item_id_dropout = item_id_dropout
+        self.item_score_bias = item_score_bias
         self.initializer_range = initializer_range
         if not __name__.startswith("transformers_modules."):
             # A checkpoint names its own copy of the pipeline in "custom_pipelines" (for processes

@@ -72,13 +72,21 @@ class ItemTable(nn.Module):
     from an untrained row. `id_dropout` leaves out whole ID embeddings during training (without
     rescaling the kept ones), so a text-only item is a state the model is trained on: a cold item
     at test time looks like a warm item whose ID was dropped.
+
+    With `score_bias=True` every item also has a scalar added to its score (`bias[i]`, zero at the
+    start). Softmax training sets it near the log of the item's frequency within a few hundred
+    steps, so popularity no longer has to be learned through the vectors. Items without an ID
+    embedding get the mean bias of the items with one: their popularity is unknown, not zero.
     """
 
-    def __init__(self, num_items: int, hidden_size: int, text_tower: bool = False, id_dropout: float = 0.0) -> None:
+    def __init__(
+        self, num_items: int, hidden_size: int, text_tower: bool = False, id_dropout: float = 0.0, score_bias: bool = False
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_items, hidden_size))
         self.text_tower = text_tower
         self.id_dropout = id_dropout
+        self.bias = nn.Parameter(torch.zeros(num_items)) if score_bias else None
         if text_tower:
             self.register_buffer("text_features", torch.zeros(num_items, hidden_size))
             self.register_buffer("text_mean", torch.zeros(hidden_size))
@@ -117,6 +125,36 @@ class ItemTable(nn.Module):
         self.text_projection.weight.copy_(torch.diag(self.text_scale))
         self.text_projection.bias.copy_(self.text_mean)
 
+    def score_bias(self) -> torch.Tensor | None:
+        """Each item's score offset, `[num_items]`, or `None` without `score_bias`.
+
+        With a text tower, an item without an ID embedding (never seen in training, or added later)
+        takes the mean offset of the items that have one; detached, so these stand-ins do not pull
+        the trained offsets down as never-chosen negatives.
+        """
+        if self.bias is None or not self.text_tower:
+            return self.bias
+        uses_id = self.has_id_embedding.to(self.bias.dtype)
+        if not bool(uses_id.any()):
+            return self.bias
+        fallback = ((self.bias * uses_id).sum() / uses_id.sum()).detach()
+        return torch.where(uses_id.bool(), self.bias, fallback)
+
+    @torch.no_grad()
+    def set_score_bias_from_counts(self, counts: Sequence[int]) -> None:
+        """Start each item's offset at the log of its smoothed training frequency (centred).
+
+        The offset learns at the item table's rate, about 1e-3 per step, while log-frequencies span
+        several nats: from zero it would take many epochs to learn what counting gives at once. So
+        the model starts as the popularity ranking plus the backbone's scores.
+        """
+        if self.bias is None:
+            raise ValueError("set_score_bias_from_counts needs an item table built with score_bias=True")
+        if len(counts) != self.num_items:
+            raise ValueError(f"got {len(counts)} item counts for an item table of {self.num_items} rows")
+        log_frequency = torch.log(torch.as_tensor(counts, dtype=torch.float32) + 1.0)
+        self.bias.copy_((log_frequency - log_frequency.mean()).to(self.bias))
+
     def forward(self, item_ids: torch.LongTensor, table: torch.Tensor | None = None) -> torch.Tensor:
         return F.embedding(item_ids, self.vectors() if table is None else table)
 
@@ -137,6 +175,11 @@ class ItemTable(nn.Module):
         # Without a text tower the new rows hold the text encoding itself, as every row did before training.
         new_rows = weight.new_zeros(added, weight.size(1)) if self.text_tower else text_features
         self.weight = nn.Parameter(torch.cat([weight, new_rows.to(weight)]), requires_grad=self.weight.requires_grad)
+        if self.bias is not None:
+            # Without a text tower a new item's offset is the catalogue's mean (with one, score_bias() imputes it).
+            fill = 0.0 if self.text_tower else float(self.bias.mean())
+            bias = self.bias.detach()
+            self.bias = nn.Parameter(torch.cat([bias, bias.new_full((added,), fill)]), requires_grad=self.bias.requires_grad)
         if self.text_tower:
             self.text_features = torch.cat([self.text_features, text_features.to(self.text_features)])
             self.has_id_embedding = torch.cat([self.has_id_embedding, self.has_id_embedding.new_zeros(added)])
@@ -150,6 +193,8 @@ class SeqRecPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, ItemTable):
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
             if module.text_tower:
                 # Zero ID embeddings and an identity map of the (not yet set) text features: the
                 # model starts where an ID-only table initialised from text starts (set_text_features).
@@ -187,6 +232,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             config.hidden_size,
             text_tower=getattr(config, "item_text_tower", False),
             id_dropout=getattr(config, "item_id_dropout", 0.0),
+            score_bias=getattr(config, "item_score_bias", False),
         )
         self.item_dropout = nn.Dropout(config.item_embedding_dropout)
         self.item_catalog = None  # an ItemCatalog, saved with the checkpoint when set
@@ -366,16 +412,17 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         The product is a small part of a step's work.
         """
         table = self.item_table.vectors() if table is None else table
-        return _fp32_scores(hidden_states, table)
+        return _fp32_scores(hidden_states, table, self.item_table.score_bias())
 
     def _summed_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """Full-catalogue cross-entropy summed over positions, chunked when `config.loss_chunk_size` is set."""
         chunk = getattr(self.config, "loss_chunk_size", None)
         if not chunk or hidden.size(0) <= chunk:
             return F.cross_entropy(self.score(hidden, table).float(), targets, reduction="sum")
+        bias = self.item_table.score_bias()
 
         def chunk_loss(h: torch.Tensor, t: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(_fp32_scores(h, table), t, reduction="sum")
+            return F.cross_entropy(_fp32_scores(h, table, bias), t, reduction="sum")
 
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.size(0), chunk):
@@ -533,9 +580,10 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         return self
 
 
-def _fp32_scores(hidden_states: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def _fp32_scores(hidden_states: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-        return hidden_states.float() @ table.float().T
+        scores = hidden_states.float() @ table.float().T
+        return scores if bias is None else scores + bias.float()
 
 
 def _is_remote_code() -> bool:

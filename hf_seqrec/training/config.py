@@ -51,6 +51,7 @@ class FinetuneConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # modules adapted by LoRA
     item_embedding_dropout: float = 0.0  # dropout on input item embeddings
     item_text_tower: bool = False  # item vector = learned projection of its text encoding + an ID embedding for items seen in training; unseen and added items are scored from text
+    item_score_bias: bool = False  # a learned per-item score offset, started at the item's log training frequency (popularity)
     item_id_dropout: float | None = None  # with item_text_tower: chance per item and step of dropping its ID embedding (default 0.5)
     loss_chunk_size: int | None = None  # score the catalogue this many positions at a time (bounds logits memory for huge catalogues)
     # from-scratch baseline backbones only (sasrec, gru4rec, lstm; none = the baseline's default)

@@ -123,9 +123,16 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         item_embedding_dropout=config.item_embedding_dropout,
         item_text_tower=config.item_text_tower,
         item_id_dropout=config.item_id_dropout or 0.0,
+        item_score_bias=config.item_score_bias,
         loss_chunk_size=config.loss_chunk_size,
     )
     model.item_catalog = prepared.catalog
+    if config.item_score_bias:
+        counts = [0] * len(prepared.catalog)
+        for items in prepared.splits["train"]["items"]:
+            for item in items:
+                counts[item] += 1
+        model.item_table.set_score_bias_from_counts(counts)
     if config.item_text_tower:
         # ID embeddings only for items training sees; every other item is scored from its text.
         model.item_table.set_items_with_id_embedding(sorted({i for items in prepared.splits["train"]["items"] for i in items}))
