@@ -56,7 +56,7 @@ def test_offsets_are_trained_with_the_item_table_and_without_weight_decay(biased
     assert group["lr"] == 0.01 and group["weight_decay"] == 0.0
 
 
-def test_offsets_survive_save_and_load_and_new_items_get_the_mean(biased_model, tmp_path):
+def test_offsets_survive_save_and_load_and_new_items_get_the_expected_share_of_an_unknown_item(biased_model, tmp_path):
     model, tokenizer = biased_model
     model.item_table.set_score_bias_from_counts(list(range(30)))
     model.save_pretrained(tmp_path)
@@ -66,10 +66,13 @@ def test_offsets_survive_save_and_load_and_new_items_get_the_mean(biased_model, 
     assert torch.equal(loaded.item_table.bias, model.item_table.bias)
     loaded.add_items([{"item_id": "new", "text": "A film nobody has watched (2025) | Drama"}])
     bias = loaded.item_table.score_bias().detach()
-    assert bias.shape == (31,) and bias[30] == pytest.approx(float(model.item_table.bias.detach().mean()), abs=1e-6)
+    offsets = model.item_table.bias.detach()
+    # Above the mean offset: a random catalogue item's expected probability mass is mean(exp(offset)).
+    expected = math.log(float(offsets.exp().mean()))
+    assert bias.shape == (31,) and bias[30] == pytest.approx(expected, abs=1e-5) and bias[30] > offsets.mean() + 0.1
 
 
-def test_with_a_text_tower_items_without_an_id_take_the_mean_offset_of_the_rest(catalog):
+def test_with_a_text_tower_items_without_an_id_take_the_offset_of_an_unknown_item(catalog):
     model, _ = SeqRecForNextItem.from_backbone(
         "tiny-llama", catalog.texts, max_len=12, item_text_tower=True, item_id_dropout=0.5, item_score_bias=True
     )
@@ -77,7 +80,8 @@ def test_with_a_text_tower_items_without_an_id_take_the_mean_offset_of_the_rest(
     model.item_table.set_items_with_id_embedding(range(20))
     bias = model.item_table.score_bias()
     trained = model.item_table.bias[:20]
-    assert torch.allclose(bias[:20], trained) and torch.allclose(bias[20:], trained.mean().expand(10))
+    unknown = torch.logsumexp(trained, 0) - math.log(20)
+    assert torch.allclose(bias[:20], trained) and torch.allclose(bias[20:], unknown.expand(10))
     model.train()
     model(torch.randint(0, 20, (4, 8)), labels=torch.randint(0, 30, (4, 8))).loss.backward()
     assert model.item_table.bias.grad[20:].abs().sum() == 0  # stand-ins train nothing

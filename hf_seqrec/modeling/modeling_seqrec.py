@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -76,7 +77,8 @@ class ItemTable(nn.Module):
     With `score_bias=True` every item also has a scalar added to its score (`bias[i]`, zero at the
     start). Softmax training sets it near the log of the item's frequency within a few hundred
     steps, so popularity no longer has to be learned through the vectors. Items without an ID
-    embedding get the mean bias of the items with one: their popularity is unknown, not zero.
+    embedding get the offset of an item of unknown popularity (`unknown_item_offset`): their
+    popularity is unknown, not zero.
     """
 
     def __init__(
@@ -129,16 +131,15 @@ class ItemTable(nn.Module):
         """Each item's score offset, `[num_items]`, or `None` without `score_bias`.
 
         With a text tower, an item without an ID embedding (never seen in training, or added later)
-        takes the mean offset of the items that have one; detached, so these stand-ins do not pull
-        the trained offsets down as never-chosen negatives.
+        takes :func:`unknown_item_offset` of the items that have one; detached, so these stand-ins
+        do not pull the trained offsets down as never-chosen negatives.
         """
         if self.bias is None or not self.text_tower:
             return self.bias
-        uses_id = self.has_id_embedding.to(self.bias.dtype)
+        uses_id = self.has_id_embedding.bool()
         if not bool(uses_id.any()):
             return self.bias
-        fallback = ((self.bias * uses_id).sum() / uses_id.sum()).detach()
-        return torch.where(uses_id.bool(), self.bias, fallback)
+        return torch.where(uses_id, self.bias, unknown_item_offset(self.bias[uses_id]).detach())
 
     @torch.no_grad()
     def set_score_bias_from_counts(self, counts: Sequence[int]) -> None:
@@ -176,13 +177,24 @@ class ItemTable(nn.Module):
         new_rows = weight.new_zeros(added, weight.size(1)) if self.text_tower else text_features
         self.weight = nn.Parameter(torch.cat([weight, new_rows.to(weight)]), requires_grad=self.weight.requires_grad)
         if self.bias is not None:
-            # Without a text tower a new item's offset is the catalogue's mean (with one, score_bias() imputes it).
-            fill = 0.0 if self.text_tower else float(self.bias.mean())
+            # Without a text tower a new item's offset is fixed here (with one, score_bias() imputes it).
+            fill = 0.0 if self.text_tower else float(unknown_item_offset(self.bias.detach()))
             bias = self.bias.detach()
             self.bias = nn.Parameter(torch.cat([bias, bias.new_full((added,), fill)]), requires_grad=self.bias.requires_grad)
         if self.text_tower:
             self.text_features = torch.cat([self.text_features, text_features.to(self.text_features)])
             self.has_id_embedding = torch.cat([self.has_id_embedding, self.has_id_embedding.new_zeros(added)])
+
+
+def unknown_item_offset(offsets: torch.Tensor) -> torch.Tensor:
+    """The score offset of an item whose popularity is unknown: the log of the mean of `exp(offsets)`.
+
+    An offset acts on the softmax through `exp`, so an item drawn at random from the catalogue has,
+    in expectation, `mean(exp(offset))` of probability mass. Taking the mean of the offsets instead
+    would rank a new item like a typical long-tail item, far below where a random item's share of
+    interactions puts it.
+    """
+    return torch.logsumexp(offsets.float(), dim=0) - math.log(offsets.numel())
 
 
 class SeqRecPreTrainedModel(PreTrainedModel):
