@@ -43,6 +43,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         {"lora_target_modules": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
     ),
     "item-table-lr-3e-3": ("item table learning rate 3e-3 (LoRA stays at 1e-3)", {"item_table_learning_rate": 0.003}),
+    "learning-rate-3e-3": ("learning rate 3e-3 for LoRA and the item table (instead of 1e-3)", {"learning_rate": 0.003}),
+    "batch-size-8": ("batches of 8 windows instead of 16: twice the optimizer steps per epoch (302 instead of 151)", {"batch_size": 8}),
     "item-score-bias": (
         "a learned per-item score offset, started at the item's log training frequency (--item_score_bias)",
         {"item_score_bias": True},
