@@ -10,7 +10,12 @@ from its training_config.yaml), it ranks every target three ways with the run's 
 - ``text part only``: every item scored by its text vector alone (ID embeddings left out), so warm and
   cold items are treated alike; with a text tower this is what a cold item always gets;
 - ``among cold items only``: the full model, but only the held-out items compete (random would give
-  HR@10 = 10 / number of cold items).
+  HR@10 = 10 / number of cold items);
+- for a model with per-item score offsets (``--item_score_bias``), also ``cold offsets from their true
+  counts (oracle)``: the full model, with each cold item's offset replaced by what a warm item with the
+  cold item's training count has (a line fitted to the warm items' trained offsets against log count).
+  It uses the interactions the run held out, so no model can have it: it bounds what any popularity
+  prior predicted from text could add.
 
 The gap between the first and the last two views is what the ID embeddings of warm items add on top
 of text. Results: printed, and written to ``benchmarks/results/coldstart-diagnosis.md`` (one section
@@ -68,6 +73,9 @@ def main() -> None:
     config = yaml.safe_load((run_dir / "training_config.yaml").read_text(encoding="utf-8"))
     model = SeqRecForNextItem.from_pretrained(run_dir).eval()
     prepared = prepare_data(DataConfig(dataset=config["dataset"]))
+    true_counts = torch.zeros(len(prepared.catalog))
+    for items in prepared.splits["train"]["items"]:  # before the hold-out: what the cold items really had
+        true_counts.index_add_(0, torch.tensor(items), torch.ones(len(items)))
     cold = apply_cold_start(prepared, config["cold_start_fraction"], config["seed"])
     cold_set = set(cold)
     test = prepared.splits["test"]
@@ -82,11 +90,22 @@ def main() -> None:
     histories = [row["history"] for row in rows]
     is_cold = np.array([target in cold_set for target in test["target"]])
     warm_items = torch.tensor([i for i in range(len(prepared.catalog)) if i not in cold_set])
+    with torch.no_grad():
+        offsets = table.score_bias()
+        offsets = torch.zeros(len(prepared.catalog)) if offsets is None else offsets.detach().float()
+    full = hidden @ vectors.T + offsets
     views = {
-        "full": ranks(hidden @ vectors.T, targets, histories),
+        "full": ranks(full, targets, histories),
         "text part only" if table.text_tower else "text part only (no text tower: the ID rows)": ranks(hidden @ text_vectors.T, targets, histories),
-        "among cold items only": ranks(hidden @ vectors.T, targets, histories, excluded=warm_items),
+        "among cold items only": ranks(full, targets, histories, excluded=warm_items),
     }
+    if table.bias is not None:
+        cold_index = torch.tensor(sorted(cold_set))
+        log_count = torch.log(true_counts + 1)
+        slope, intercept = np.polyfit(log_count[warm_items].numpy(), offsets[warm_items].numpy(), 1)
+        oracle = offsets.clone()
+        oracle[cold_index] = float(slope) * log_count[cold_index] + float(intercept)
+        views["cold offsets from their true counts (oracle)"] = ranks(hidden @ vectors.T + oracle, targets, histories)
     lines = [
         f"## `{run_dir.relative_to(REPO) if REPO in run_dir.resolve().parents else run_dir}`",
         "",
