@@ -6,7 +6,8 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-INPUT_MODES = ("id", "id+text")
+# How an item enters the backbone; "id" (one position per item, from the item table) is the one built.
+INPUT_MODES = ("id",)
 
 
 class SeqRecConfig(PretrainedConfig):
