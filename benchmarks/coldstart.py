@@ -174,6 +174,14 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"- **{target['text_model']} warm NDCG@10 vs {target['id_model']}: {change:+.1%}** (target: no more than 5% below: {verdict})."
             )
+    missing = []
+    for model in MODELS:
+        done = {r["seed"] for r in results["rows"] if r["model"] == model}
+        seeds = [seed for seed in DEFAULT_SEEDS if seed not in done]
+        if seeds:
+            missing.append(f"`{model}` seeds {', '.join(map(str, seeds))}")
+    if missing:
+        lines += ["", f"Not run yet: {'; '.join(missing)} (`python benchmarks/coldstart.py --models MODEL --seeds SEEDS`)."]
     lines += ["", "## Runs", "", "| model | seed | cold HR@10 | warm HR@10 | cold NDCG@10 | warm NDCG@10 | epochs (best) | train s | run directory |", "|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:
         lines.append(
