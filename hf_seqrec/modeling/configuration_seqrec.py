@@ -54,9 +54,9 @@ class SeqRecConfig(PretrainedConfig):
             With a text tower: the probability, per item and training step, of dropping the item's ID
             embedding, so the text path alone learns to rank (what a cold item relies on).
         item_score_bias (`bool`, defaults to `False`):
-            Add a learned per-item offset to every score. It takes up the items' popularity (the
-            log-frequency softmax training converges to) within a few hundred steps, instead of
-            the item vectors having to encode it.
+            Add a learned per-item offset to every score, so the items' popularity sits there
+            instead of in the item vectors. Training starts it at each item's log training
+            frequency (`ItemTable.set_score_bias_from_counts`).
         initializer_range (`float`, defaults to 0.02):
             Std of the normal initialisation of the item table when it is not initialised from text.
     """

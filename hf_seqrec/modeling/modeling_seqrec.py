@@ -74,9 +74,9 @@ class ItemTable(nn.Module):
     rescaling the kept ones), so a text-only item is a state the model is trained on: a cold item
     at test time looks like a warm item whose ID was dropped.
 
-    With `score_bias=True` every item also has a scalar added to its score (`bias[i]`, zero at the
-    start). Softmax training sets it near the log of the item's frequency within a few hundred
-    steps, so popularity no longer has to be learned through the vectors. Items without an ID
+    With `score_bias=True` every item also has a scalar added to its score (`bias[i]`, started at the
+    item's log training frequency by :meth:`set_score_bias_from_counts`), so popularity does not
+    have to be learned into the vectors. Items without an ID
     embedding get the offset of an item of unknown popularity (`unknown_item_offset`): their
     popularity is unknown, not zero.
     """
@@ -205,8 +205,6 @@ class SeqRecPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, ItemTable):
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
             if module.text_tower:
                 # Zero ID embeddings and an identity map of the (not yet set) text features: the
                 # model starts where an ID-only table initialised from text starts (set_text_features).

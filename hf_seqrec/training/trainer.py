@@ -127,15 +127,15 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         loss_chunk_size=config.loss_chunk_size,
     )
     model.item_catalog = prepared.catalog
-    if config.item_score_bias:
-        counts = [0] * len(prepared.catalog)
-        for items in prepared.splits["train"]["items"]:
-            for item in items:
-                counts[item] += 1
-        model.item_table.set_score_bias_from_counts(counts)
-    if config.item_text_tower:
-        # ID embeddings only for items training sees; every other item is scored from its text.
-        model.item_table.set_items_with_id_embedding(sorted({i for items in prepared.splits["train"]["items"] for i in items}))
+    if config.item_score_bias or config.item_text_tower:
+        from ..pipelines import item_popularity
+
+        counts = item_popularity(prepared.splits["train"]["items"], len(prepared.catalog))
+        if config.item_score_bias:
+            model.item_table.set_score_bias_from_counts(counts)
+        if config.item_text_tower:
+            # ID embeddings only for items training sees; every other item is scored from its text.
+            model.item_table.set_items_with_id_embedding([item for item, count in enumerate(counts) if count])
     return model, tokenizer
 
 
