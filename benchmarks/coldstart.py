@@ -129,8 +129,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if id_model in models and models[id_model]["warm_ndcg@10"]["mean"]:
             target["warm_ndcg@10_change_vs_id_only"] = text["warm_ndcg@10"]["mean"] / models[id_model]["warm_ndcg@10"]["mean"] - 1
         summary["targets"].append(target)
-        if text_model == TEXT_MODEL:  # the headline pair, also under the summary's own keys
-            summary.update({k: v for k, v in target.items() if k not in {"text_model", "id_model"}})
     return summary
 
 
