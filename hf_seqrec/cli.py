@@ -7,7 +7,6 @@ its traceback.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import logging
@@ -72,7 +71,9 @@ def _check_data_options(config) -> None:
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate a hf_seqrec checkpoint with the full-ranking protocol.")
+    from .training.config import LiteralHelpArgumentParser
+
+    parser = LiteralHelpArgumentParser(description="Evaluate a hf_seqrec checkpoint with the full-ranking protocol.")
     parser.add_argument("--model", required=True, help="checkpoint directory or Hub id")
     parser.add_argument("--config", help="YAML data options (default: the checkpoint's training_config.yaml)")
     parser.add_argument("--dataset", help="override the dataset (built-in name or interactions file)")
@@ -81,6 +82,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_users", type=int, default=None, help="evaluate the first N users only")
     parser.add_argument("--bootstrap_samples", type=int, default=1000)
     parser.add_argument("--output", help="write the metrics JSON here (default: print only)")
+    parser.add_argument(
+        "--mixed_precision", choices=("auto", "no", "bf16", "fp16"), default=None,
+        help="autocast precision to score under (default: the run's own, from the training_config.yaml next to the checkpoint; fp32 without one)",
+    )
     args = parser.parse_args(argv)
 
     from accelerate import Accelerator
@@ -93,7 +98,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .evaluation.ranking import PROTOCOL, full_ranking_metrics
     from .io_utils import write_json_atomic
     from .modeling import SeqRecForNextItem
-    from .training.config import FinetuneConfig
+    from .training.config import FinetuneConfig, resolve_mixed_precision
     from .training.trainer import apply_cold_start
 
     model = _load_checkpoint(SeqRecForNextItem, args.model)
@@ -117,10 +122,12 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     split = prepared.splits[args.split]
     if args.max_users is not None:
         split = split.select(range(min(args.max_users, len(split))))
-    accelerator = Accelerator(mixed_precision="no")
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(_run_precision(args.mixed_precision, default_config)))
     loader = accelerator.prepare(DataLoader(split, batch_size=args.batch_size, collate_fn=NextItemCollator(model.config.max_len)))
     model = model.to(accelerator.device)
-    ranks = rank_targets(model, loader, accelerator)
+    # The model is not wrapped by accelerate: score it under the autocast explicitly, as the trainer's final test does.
+    with accelerator.autocast():
+        ranks = rank_targets(model, loader, accelerator)
     metrics = full_ranking_metrics(ranks, n_bootstrap=args.bootstrap_samples)
     protocol = copy.deepcopy(PROTOCOL)
     protocol["interval"]["n_resamples"] = args.bootstrap_samples
@@ -135,6 +142,21 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         write_json_atomic(args.output, payload)
     accelerator.print(json.dumps({args.split: {k: metrics[k] for k in ("ndcg@10", "hr@10", "mrr")}}))
     return 0
+
+
+def _run_precision(requested: str | None, run_config: Path) -> str:
+    """The precision to score under: ``--mixed_precision``, else the run's own, else fp32 ("no").
+
+    The trainer scores its final test under the run's autocast (bf16 on the CPU default); scoring the
+    same checkpoint in fp32 ranks some items differently, so metrics.json would not be reproduced.
+    """
+    if requested is not None:
+        return requested
+    if not run_config.is_file():
+        return "no"
+    from .training.config import FinetuneConfig
+
+    return FinetuneConfig.from_yaml(run_config).mixed_precision
 
 
 def _load_checkpoint(model_class, name: str):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, GPT2Model
 
 from hf_seqrec import SeqRecForNextItem
@@ -112,6 +113,24 @@ def test_baseline_learns_a_pattern_and_reloads_with_identical_scores(name, tmp_p
     reloaded = SeqRecForNextItem.from_pretrained(tmp_path)
     assert torch.equal(reloaded(items, mask).logits, expected)
     assert torch.equal(AutoModel.from_pretrained(tmp_path)(items, mask).logits, expected)
+
+
+@pytest.mark.parametrize("name", BASELINE_BACKBONES)
+def test_a_backbone_file_that_lacks_weights_is_refused_naming_the_file(name, tmp_path):
+    """A from-scratch backbone is all in backbone.safetensors: a weight not there would stay random."""
+    model, _ = SeqRecForNextItem.from_backbone(name, num_items=NUM_ITEMS, max_len=12, backbone_options={"hidden_size": 32})
+    model.save_pretrained(tmp_path)
+    SeqRecForNextItem.from_pretrained(tmp_path)  # the complete file loads
+    path = tmp_path / "backbone.safetensors"
+    weights = load_file(path)
+    left_out = sorted(weights)[0]
+    save_file({key: value for key, value in weights.items() if key != left_out}, path)
+    with pytest.raises(ValueError, match=r"backbone\.safetensors: backbone weights do not fit .*1 weights missing") as caught:
+        SeqRecForNextItem.from_pretrained(tmp_path)
+    assert left_out in str(caught.value)
+    save_file({}, path)
+    with pytest.raises(ValueError, match=rf"{len(weights)} weights missing"):
+        SeqRecForNextItem.from_pretrained(tmp_path)
 
 
 def test_baselines_refuse_lora_pretrained_weights_and_item_texts():
@@ -232,7 +251,7 @@ def test_quality_benchmark_quick_runs_merges_rows_and_reports_what_is_missing(tm
     assert second["rows"][3]["ndcg@10"] == row["ndcg@10"] and "--lm_runs" in second["rows"][3]["command"]
     ratio = second["summary"]["ratio_ndcg@10_lm_over_sasrec"]
     assert ratio == pytest.approx(1.0) if row["ndcg@10"] else ratio is None  # the same run on both sides
-    assert [m["model"] for m in second["summary"]["missing"]] == ["gru4rec"]
+    assert [m["model"] for m in second["summary"]["missing"]] == ["gru4rec", "smollm2-lora-30l"]
     table = (results / "ml100k-quick.md").read_text()
     assert "| sasrec | 1 (0) |" in table and "`gru4rec`: seeds 0 not run yet" in table and "Quick rows" in table
     assert (results / "ml100k-quick.png").stat().st_size > 1000

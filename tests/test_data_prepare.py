@@ -56,6 +56,7 @@ def test_prepare_from_files(files):
         "n_users_too_short": 1,
         "n_items": 4,
         "k_core": 0,
+        "timestamp_column": "timestamp",
         "n_metadata_items_unused": 1,
         "n_items_without_metadata": 1,
     }
@@ -93,6 +94,39 @@ def test_every_item_without_metadata_file_gets_a_placeholder_text(files):
         prepared = prepare_data(DataConfig(dataset=ratings, timestamp_column=None))
     assert prepared.catalog.texts == ["item 2", "item 3", "item 10", "item 99"]
     assert prepared.report["n_items_without_metadata"] == 4
+
+
+NO_TIMESTAMPS = "user_id,item_id\nu1,30\nu1,20\nu1,10\nu2,5\nu2,30\nu2,20\n"
+
+
+def test_a_file_without_timestamps_is_read_in_file_order_with_a_notice_naming_it(tmp_path):
+    ratings = write(tmp_path, "no_time.csv", NO_TIMESTAMPS)
+    with pytest.warns(UserWarning, match=r"no_time\.csv has no 'timestamp' column.*--timestamp_column none"):
+        prepared = prepare_data(DataConfig(dataset=ratings))
+    test = {row["user_id"]: row for row in prepared.splits["test"]}
+    assert [prepared.catalog.item_id(i) for i in test["u1"]["history"]] == ["30", "20"]  # file order, not id order
+    assert prepared.catalog.item_id(test["u1"]["target"]) == "10"
+    assert prepared.report["timestamp_column"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said explicitly: no notice
+        explicit = prepare_data(DataConfig(dataset=ratings, timestamp_column=None))
+    assert explicit.splits["test"]["target"] == prepared.splits["test"]["target"]
+
+
+def test_a_timestamp_column_named_by_the_user_must_exist(tmp_path):
+    ratings = write(tmp_path, "no_time.csv", NO_TIMESTAMPS)
+    for name in ("timestamp", "ts"):
+        with pytest.raises(DataValidationError, match=f"no column '{name}'") as caught:
+            prepare_data(DataConfig(dataset=ratings, timestamp_column=name))
+        assert "no_time.csv" in str(caught.value) and "--timestamp_column none" in str(caught.value)
+
+
+def test_auto_uses_the_timestamp_column_when_there_is_one(files):
+    ratings, _ = files
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared = prepare_data(DataConfig(dataset=ratings))
+    assert prepared.report["timestamp_column"] == "timestamp"
 
 
 def test_text_ids_are_sorted_lexicographically(tmp_path):

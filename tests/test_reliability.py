@@ -319,6 +319,24 @@ def test_evaluate_with_a_missing_model_or_config_exits_2(tmp_path, capsys, check
     assert "missing.yaml: config file not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "script, options",
+    [
+        ("finetune.py", ["--backbone_layers", "--bootstrap_samples", "--timestamp_column", "--output_dir"]),
+        ("evaluate.py", ["--model", "--bootstrap_samples", "--mixed_precision"]),
+    ],
+)
+def test_help_of_each_script_lists_its_options(script, options):
+    """Every help text is prose: a "95%" in one must not break --help (argparse %-formats them)."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / script), "--help"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(option in done.stdout for option in options), done.stdout
+    if script == "finetune.py":
+        assert "resamples for the metrics' 95% intervals" in " ".join(done.stdout.split())
+
+
 # ============================================================================ 2 + 4. pushes: nothing lost, no token written
 
 

@@ -98,3 +98,49 @@ def test_training_starts_the_offsets_from_movielens_training_counts():
     bias = model.item_table.bias.detach()
     assert bias[most] - bias[least] == pytest.approx(math.log((counts[most] + 1) / (counts[least] + 1)), rel=1e-4)
     assert torch.equal(torch.argsort(bias, stable=True), torch.argsort(torch.log(counts + 1), stable=True))
+
+
+@pytest.fixture
+def dropout_model(catalog):
+    """Text tower with ID dropout and offsets; items 0-19 have ID embeddings, 20-29 do not."""
+    torch.manual_seed(0)
+    model, _ = SeqRecForNextItem.from_backbone(
+        "tiny-llama", catalog.texts, max_len=12, item_text_tower=True, item_id_dropout=0.5, item_score_bias=True
+    )
+    table = model.item_table
+    table.set_score_bias_from_counts([3 * i for i in range(30)])
+    table.set_items_with_id_embedding(range(20))
+    with torch.no_grad():
+        table.weight.normal_()  # distinct ID embeddings, so a dropped one shows in the vectors
+    return model
+
+
+def test_an_item_whose_id_is_dropped_takes_the_unknown_offset_in_the_same_pass(dropout_model):
+    table = dropout_model.item_table
+    dropout_model.eval()
+    with_ids = table.vectors()
+    text_only = with_ids - table.weight * table.has_id_embedding.unsqueeze(1)
+    unknown = torch.logsumexp(table.bias[:20], 0) - math.log(20)  # from every item with an ID, dropped or not
+    dropout_model.train()
+    torch.manual_seed(3)
+    vectors, offsets = table.vectors_and_offsets()
+    dropped = torch.isclose(vectors, text_only, atol=1e-6).all(dim=1)[:20]
+    kept = torch.isclose(vectors, with_ids, atol=1e-6).all(dim=1)[:20]
+    assert bool((dropped ^ kept).all()) and 3 <= int(dropped.sum()) <= 17
+    assert torch.allclose(offsets[:20][dropped], unknown.expand(int(dropped.sum())))
+    assert torch.equal(offsets[:20][kept], table.bias[:20][kept])
+    assert torch.allclose(offsets[20:], unknown.expand(10))  # never had an ID: unknown as always
+    dropout_model.eval()
+    assert torch.equal(table.vectors_and_offsets()[1], table.score_bias())  # no dropout outside training
+
+
+def test_a_training_step_drops_an_items_id_and_offset_together(dropout_model):
+    """Within one forward pass the dropped items get neither an ID nor an offset gradient, the kept ones both."""
+    dropout_model.train()
+    torch.manual_seed(3)
+    dropout_model(torch.randint(0, 20, (4, 8)), labels=torch.randint(0, 30, (4, 8))).loss.backward()
+    table = dropout_model.item_table
+    id_trained = table.weight.grad[:20].abs().sum(dim=1) > 0
+    offset_trained = table.bias.grad[:20] != 0
+    assert 0 < int(id_trained.sum()) < 20  # some IDs dropped, some kept in this pass
+    assert torch.equal(offset_trained, id_trained)

@@ -8,14 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 from hf_seqrec import SeqRecForNextItem
+from hf_seqrec.data.prepare import prepare_data
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
-from hf_seqrec.training.trainer import OutputDirError, check_output_dir
+from hf_seqrec.training.trainer import OutputDirError, check_output_dir, fit_popularity
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -79,6 +81,24 @@ def test_evaluate_script_reproduces_the_saved_test_metrics(reference_run, tmp_pa
     result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(output.read_text())["test"] == _metrics(reference_run)["test"]
+
+
+def test_evaluate_script_scores_a_bf16_run_under_its_own_precision(tmp_path):
+    """The trainer's final test runs under the run's autocast; evaluate.py must score the checkpoint the same way."""
+    run = tmp_path / "bf16"
+    result = _finetune(run, "--mixed_precision", "bf16", "--max_steps", "6", "--checkpoint_every_steps", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def evaluate(*extra: str) -> dict:
+        output = tmp_path / f"eval{len(extra)}.json"
+        command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), "--model", str(run), "--max_users", "120",
+                   "--bootstrap_samples", "50", "--output", str(output), *extra]
+        done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(output.read_text())["test"]
+
+    assert evaluate() == _metrics(run)["test"]  # the precision comes from the run's training_config.yaml
+    assert evaluate("--mixed_precision", "no") != _metrics(run)["test"]  # fp32 ranks differently: the setting matters
 
 
 def test_same_seed_gives_identical_metrics(reference_run, tmp_path):
@@ -158,6 +178,20 @@ def test_existing_output_dir_is_protected(tmp_path):
     with pytest.raises(OutputDirError, match="no saved training state"):
         check_output_dir(FinetuneConfig(output_dir=str(tmp_path), resume=True))
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_training_config_records_that_a_file_without_timestamps_was_read_in_file_order(tmp_path):
+    data = tmp_path / "no_time.csv"
+    data.write_text("user_id,item_id\n" + "".join(f"u{user},{(3 * user + k) % 7}\n" for user in range(6) for k in range(5)))
+    config = FinetuneConfig(backbone="popularity", dataset=str(data), output_dir=str(tmp_path / "run"), report_to=None, bootstrap_samples=10)
+    assert config.timestamp_column == "auto"
+    with pytest.warns(UserWarning, match=r"no_time\.csv has no 'timestamp' column.*--timestamp_column none"):
+        fit_popularity(config)
+    saved = FinetuneConfig.from_yaml(tmp_path / "run" / "training_config.yaml")
+    assert saved.timestamp_column is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # evaluate.py reads the data the same way, without the notice
+        prepare_data(saved.data_config())
 
 
 def test_yaml_config_errors_name_the_key_and_file(tmp_path):

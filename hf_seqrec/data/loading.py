@@ -72,12 +72,16 @@ class InteractionColumns:
 
     ``timestamp=None`` means the data has no time column and the order of the rows in
     the file is each user's time order. ``rating=None`` means ratings are not loaded.
+    ``timestamp_optional=True`` reads a source without the ``timestamp`` column in file order
+    instead of refusing it (the result then has no ``timestamp`` column, which is how the caller
+    learns it): for a column name nobody chose, only a default to try.
     """
 
     user: str = "user_id"
     item: str = "item_id"
     timestamp: str | None = "timestamp"
     rating: str | None = None
+    timestamp_optional: bool = False
 
     def __post_init__(self) -> None:
         _check_column_name("InteractionColumns.user", self.user)
@@ -409,6 +413,13 @@ def _shorten(text: str, limit: int = 80) -> str:
 # --------------------------------------------------------------------------- fields
 
 
+# What else a user can do about a missing column, beyond renaming it, by the column's role.
+_MISSING_COLUMN_ADVICE = {
+    "timestamps": "Rename the column, configure the column name, or pass --timestamp_column none "
+    "(timestamp_column=None) to take each user's interactions in file order",
+}
+
+
 def _require_columns(table: _Table, wanted: dict[str, str | None]) -> None:
     """Every configured column must exist; suggest near misses such as 'userId' for 'user_id'."""
     available = [str(c) for c in table.frame.columns]
@@ -420,7 +431,7 @@ def _require_columns(table: _Table, wanted: dict[str, str | None]) -> None:
         raise table.error(
             f"there is no column '{column}' for the {role}",
             field=column, found=available, expected=f"a column named '{column}'",
-            hint=hint + "Rename the column or configure the column name",
+            hint=hint + _MISSING_COLUMN_ADVICE.get(role, "Rename the column or configure the column name"),
         )
 
 
@@ -615,12 +626,15 @@ def load_interactions(
     """
     columns = columns or InteractionColumns()
     table = _read_table(source, file_format, delimiter)
+    timestamp = columns.timestamp
+    if columns.timestamp_optional and timestamp not in table.frame.columns:
+        timestamp = None  # file order; the caller sees the missing column in the result
     _require_columns(
         table,
         {
             "user ids": columns.user,
             "item ids": columns.item,
-            "timestamps": columns.timestamp,
+            "timestamps": timestamp,
             "ratings": columns.rating,
         },
     )
@@ -630,8 +644,8 @@ def load_interactions(
             "item_id": _checked_ids(table, columns.item, "item id"),
         }
     )
-    if columns.timestamp is not None:
-        result["timestamp"] = _checked_timestamps(table, columns.timestamp)
+    if timestamp is not None:
+        result["timestamp"] = _checked_timestamps(table, timestamp)
     if columns.rating is not None:
         result["rating"] = _checked_ratings(table, columns.rating)
     result["row"] = np.arange(1, len(result) + 1, dtype="int64")

@@ -26,6 +26,10 @@ from .splitting import k_core_filter, leave_one_out, user_sequences
 logger = logging.getLogger(__name__)
 
 _EXAMPLES = 5  # ids quoted in messages: enough to spot "12" vs "item_12", short enough to read
+# timestamp_column's default: the DEFAULT_TIMESTAMP_COLUMN when the file has one, else file order
+# (with a notice). A name the user gives is required to exist; None is file order without a notice.
+TIMESTAMP_AUTO = "auto"
+DEFAULT_TIMESTAMP_COLUMN = "timestamp"
 
 
 @dataclass
@@ -39,7 +43,9 @@ class DataConfig:
             table. Built-in datasets bring their own and refuse this.
         user_column, item_column, timestamp_column, rating_column: column names in the
             interactions file (ignored for built-ins). ``timestamp_column=None`` means
-            the file order is the time order.
+            the file order is the time order; the default ``"auto"`` reads the
+            ``timestamp`` column when the file has one and the file order (with a
+            warning) when it has none. ``report["timestamp_column"]`` says which was used.
         min_rating: keep only interactions with ``rating >= min_rating``. ``None`` keeps
             all of them: the headline protocol treats MovieLens ratings as implicit
             interactions.
@@ -55,7 +61,7 @@ class DataConfig:
     items: str | None = None
     user_column: str = "user_id"
     item_column: str = "item_id"
-    timestamp_column: str | None = "timestamp"
+    timestamp_column: str | None = TIMESTAMP_AUTO
     rating_column: str | None = None
     min_rating: float | None = None
     item_id_column: str = "item_id"
@@ -180,6 +186,7 @@ def prepare_data(config: DataConfig) -> PreparedData:
         "n_users_evaluated": split_report["n_users_evaluated"],
         "n_users_too_short": split_report["n_users_too_short"],
         "k_core": config.k_core,
+        "timestamp_column": _timestamp_column_used(config, interactions),
         **catalog_report,
     }
     return PreparedData(catalog=catalog, splits=splits, report=report)
@@ -205,13 +212,17 @@ def _load(config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[
             "no such file", source=config.dataset,
             expected=f"a built-in dataset name ({', '.join(BUILTIN_DATASETS)}) or the path of an interactions file",
         )
+    auto_timestamp = config.timestamp_column == TIMESTAMP_AUTO
     columns = InteractionColumns(
         user=config.user_column, item=config.item_column,
-        timestamp=config.timestamp_column, rating=config.rating_column,
+        timestamp=DEFAULT_TIMESTAMP_COLUMN if auto_timestamp else config.timestamp_column, rating=config.rating_column,
+        timestamp_optional=auto_timestamp,
     )
     interactions = load_interactions(
         config.dataset, columns, file_format=config.file_format, delimiter=config.delimiter
     )
+    if auto_timestamp and "timestamp" not in interactions.columns:
+        _warn_file_order(config.dataset)
     items = None
     if config.items is not None:
         item_columns = ItemColumns(
@@ -219,6 +230,26 @@ def _load(config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[
         )
         items = load_items(config.items, item_columns, file_format=config.file_format, delimiter=config.delimiter)
     return interactions, items, (config.dataset, config.items)
+
+
+def _timestamp_column_used(config: DataConfig, interactions: pd.DataFrame) -> str | None:
+    """The column each user's interactions were ordered by (``"auto"`` resolved); None: the file order."""
+    if "timestamp" not in interactions.columns:
+        return None
+    if config.is_builtin or config.timestamp_column == TIMESTAMP_AUTO:
+        return DEFAULT_TIMESTAMP_COLUMN
+    return config.timestamp_column
+
+
+def _warn_file_order(source: str) -> None:
+    """Say that a file without a timestamp column is read in file order: a silent guess about time is a trap."""
+    warnings.warn(
+        f"{source} has no '{DEFAULT_TIMESTAMP_COLUMN}' column: each user's interactions are taken in file order. "
+        "Pass --timestamp_column none (timestamp_column=None) to silence this notice, "
+        "or --timestamp_column NAME to order them by another column",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _filter_by_rating(interactions: pd.DataFrame, min_rating: float | None, source: str) -> pd.DataFrame:

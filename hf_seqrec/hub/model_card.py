@@ -78,8 +78,11 @@ def render_model_card(
         "metadata": _metadata(metrics, training_config, str(model_name), dataset, dataset_name, backbone),
         "model_name": model_name,
         "backbone": backbone,
-        "backbone_description": _backbone_description(backbone),
+        "backbone_description": _backbone_description(backbone) + _depth_note(training_config.get("backbone_layers")),
         "adaptation": adaptation,
+        "item_table_tying": "tied between input and output"
+        if training_config.get("tie_item_table", True)
+        else "with a second table of its own for the output scores",
         "n_items": metrics.get("n_items", "?"),
         "model_ref": model_ref,
         "example_ids": json.dumps((example_ids or ["<item id>", "<item id>"])[:3]),
@@ -157,6 +160,13 @@ def _backbone_description(backbone: str) -> str:
     if backbone in from_scratch:
         return from_scratch[backbone]
     return f"the causal language model `{backbone}`"
+
+
+def _depth_note(backbone_layers: int | None) -> str:
+    """How much of the backbone a checkpoint keeps; every load rebuilds the same truncated backbone."""
+    if not backbone_layers:
+        return ""
+    return f", cut to its first {backbone_layers} decoder layers (`backbone_layers: {backbone_layers}`)"
 
 
 # ----------------------------------------------------------------------------- sections

@@ -18,6 +18,7 @@ Built-in aliases
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import logging
 import os
@@ -28,7 +29,8 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as transformers_logging
 
 from .baselines import BASELINE_BACKBONES, build_baseline_backbone, is_baseline_backbone
 
@@ -71,27 +73,70 @@ def resolve_backbone(name_or_path: str) -> str:
 
 
 def load_backbone(
-    name_or_path: str, dtype: torch.dtype | None = torch.float32, **baseline_options
+    name_or_path: str, dtype: torch.dtype | None = torch.float32, backbone_layers: int | None = None, **baseline_options
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase | None]:
     """Load the backbone's decoder (no LM head) and its tokenizer.
 
     ``AutoModel`` on a causal-LM checkpoint gives the bare decoder: the 49k-word LM head
-    is never built, since hf_seqrec scores items with its own tied item table.
+    is never built, since hf_seqrec scores items with its own tied item table. ``backbone_layers``
+    keeps only the first decoder layers of a pretrained backbone (see :func:`load_pretrained_decoder`).
 
     A baseline alias (``sasrec``, ``gru4rec``, ``lstm``) gives a freshly initialised backbone
     and no tokenizer (``None``); ``baseline_options`` (``hidden_size``, ``max_len``, ``dropout``,
     ``num_layers``, ``num_heads``) size it. They are refused for any other backbone.
     """
     if is_baseline_backbone(name_or_path):
+        if backbone_layers is not None:
+            raise ValueError(f"backbone_layers cuts a pretrained backbone; size the {name_or_path!r} baseline with num_layers")
         return build_baseline_backbone(name_or_path, dtype=dtype, **baseline_options), None
     if baseline_options:
         raise ValueError(
             f"{sorted(baseline_options)} only size the from-scratch backbones {BASELINE_BACKBONES}, not {name_or_path!r}"
         )
     location = resolve_backbone(name_or_path)
-    backbone = AutoModel.from_pretrained(location, dtype=dtype)
+    backbone = load_pretrained_decoder(location, dtype=dtype, num_layers=backbone_layers)
     tokenizer = AutoTokenizer.from_pretrained(location)
     return backbone, tokenizer
+
+
+def load_pretrained_decoder(location: str, dtype: torch.dtype | None = torch.float32, num_layers: int | None = None) -> PreTrainedModel:
+    """The pretrained decoder at ``location``, optionally cut to its first ``num_layers`` layers.
+
+    A recommender reads item vectors, not words: the lower layers of a language model carry most of
+    what it uses, and each layer kept costs the same time per position. So the config is rewritten
+    to ``num_layers`` before the model is built and only those layers' weights are loaded; the
+    weights of the layers left out are skipped, not loaded and thrown away.
+    """
+    if num_layers is None:
+        return AutoModel.from_pretrained(location, dtype=dtype)
+    config = keep_first_layers(AutoConfig.from_pretrained(location), num_layers, source=location)
+    # transformers reports every skipped weight of the dropped layers; they are skipped on purpose.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        return AutoModel.from_pretrained(location, config=config, dtype=dtype)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
+def keep_first_layers(config: PretrainedConfig, num_layers: int, source: str = "the backbone") -> PretrainedConfig:
+    """A copy of a decoder's config with only its first ``num_layers`` layers.
+
+    ``num_hidden_layers`` is the name every transformers config answers to (GPT-2's ``n_layer`` is
+    mapped onto it); per-layer lists such as ``layer_types`` are cut to the same length.
+    """
+    available = getattr(config, "num_hidden_layers", None)
+    if not isinstance(available, int):
+        raise ValueError(f"backbone_layers: {source} ({config.model_type}) does not say how many layers it has (num_hidden_layers)")
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= available:
+        raise ValueError(f"backbone_layers: expected a number of layers in 1..{available} for {source}, got {num_layers!r}")
+    config = copy.deepcopy(config)
+    config.num_hidden_layers = num_layers
+    for name in ("layer_types",):
+        per_layer = getattr(config, name, None)
+        if isinstance(per_layer, (list, tuple)) and len(per_layer) == available:
+            setattr(config, name, list(per_layer)[:num_layers])
+    return config
 
 
 def _materialise(alias: str, writer) -> Path:

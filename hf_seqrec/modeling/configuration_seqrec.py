@@ -25,6 +25,10 @@ class SeqRecConfig(PretrainedConfig):
             the item table, can rebuild the backbone on another machine.
         backbone_config (`dict`, *optional*):
             The backbone's own config (`to_dict()`), so the architecture is known without a download.
+        backbone_layers (`int`, *optional*):
+            Keep only the first `backbone_layers` decoder layers of the pretrained backbone (all of them
+            when unset). Stored so that every load rebuilds the same truncated backbone; `backbone_config`
+            then describes the truncated model.
         backbone_pretrained (`bool`, defaults to `True`):
             Whether the backbone's weights come from `backbone_name_or_path`. When `False` (baselines
             trained from scratch) the whole backbone is trained and saved with the checkpoint.
@@ -57,6 +61,10 @@ class SeqRecConfig(PretrainedConfig):
             Add a learned per-item offset to every score, so the items' popularity sits there
             instead of in the item vectors. Training starts it at each item's log training
             frequency (`ItemTable.set_score_bias_from_counts`).
+        tie_item_table (`bool`, defaults to `True`):
+            Score items with the same table that feeds them in (tied). `False` gives the scores a second
+            item table of their own (initialised like the first); not available with `item_text_tower`,
+            whose point is that an item's text alone places it for scoring.
         initializer_range (`float`, defaults to 0.02):
             Std of the normal initialisation of the item table when it is not initialised from text.
     """
@@ -68,6 +76,7 @@ class SeqRecConfig(PretrainedConfig):
         num_items: int = 1,
         backbone_name_or_path: str = "tiny-llama",
         backbone_config: dict[str, Any] | None = None,
+        backbone_layers: int | None = None,
         backbone_pretrained: bool = True,
         hidden_size: int | None = None,
         max_len: int = 50,
@@ -82,6 +91,7 @@ class SeqRecConfig(PretrainedConfig):
         item_text_tower: bool = False,
         item_id_dropout: float = 0.0,
         item_score_bias: bool = False,
+        tie_item_table: bool = True,
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
@@ -91,11 +101,14 @@ class SeqRecConfig(PretrainedConfig):
             raise ValueError(f"num_items must be at least 1, got {num_items}")
         if max_len < 1:
             raise ValueError(f"max_len must be at least 1, got {max_len}")
+        if backbone_layers is not None and (isinstance(backbone_layers, bool) or not isinstance(backbone_layers, int) or backbone_layers < 1):
+            raise ValueError(f"backbone_layers must be a positive number of decoder layers or None, got {backbone_layers!r}")
         if use_lora and lora_r < 1:
             raise ValueError(f"lora_r must be at least 1 when use_lora is set, got {lora_r}")
         self.num_items = num_items
         self.backbone_name_or_path = backbone_name_or_path
         self.backbone_config = backbone_config
+        self.backbone_layers = backbone_layers
         self.backbone_pretrained = backbone_pretrained
         if hidden_size is None and backbone_config is not None:
             hidden_size = backbone_config.get("hidden_size")
@@ -118,6 +131,9 @@ class SeqRecConfig(PretrainedConfig):
         self.item_text_tower = item_text_tower
         self.item_id_dropout = item_id_dropout
         self.item_score_bias = item_score_bias
+        if not tie_item_table and item_text_tower:
+            raise ValueError("tie_item_table=False is not available with item_text_tower=True: cold items are scored from their text")
+        self.tie_item_table = tie_item_table
         self.initializer_range = initializer_range
         if not __name__.startswith("transformers_modules."):
             # A checkpoint names its own copy of the pipeline in "custom_pipelines" (for processes

@@ -78,14 +78,24 @@ class ItemTable(nn.Module):
     item's log training frequency by :meth:`set_score_bias_from_counts`), so popularity does not
     have to be learned into the vectors. Items without an ID
     embedding get the offset of an item of unknown popularity (`unknown_item_offset`): their
-    popularity is unknown, not zero.
+    popularity is unknown, not zero. So does, for one training pass, an item whose ID embedding ID
+    dropout left out (:meth:`vectors_and_offsets`): it looks like a cold item in full.
     """
 
     def __init__(
-        self, num_items: int, hidden_size: int, text_tower: bool = False, id_dropout: float = 0.0, score_bias: bool = False
+        self,
+        num_items: int,
+        hidden_size: int,
+        text_tower: bool = False,
+        id_dropout: float = 0.0,
+        score_bias: bool = False,
+        tied: bool = True,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_items, hidden_size))
+        # Untied: the scores use a second table of their own (`output_weight`), so what an item
+        # means as context and what makes it a likely next item are learned apart.
+        self.output_weight = None if tied else nn.Parameter(torch.empty(num_items, hidden_size))
         self.text_tower = text_tower
         self.id_dropout = id_dropout
         self.bias = nn.Parameter(torch.zeros(num_items)) if score_bias else None
@@ -102,12 +112,32 @@ class ItemTable(nn.Module):
 
     def vectors(self) -> torch.Tensor:
         """Every item's vector, `[num_items, hidden_size]` (the ID table itself without a text tower)."""
+        return self._vectors(self._id_mask_for_step())
+
+    def vectors_and_offsets(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every item's vector and score offset for one forward pass, from one ID-dropout draw.
+
+        An item whose ID embedding is dropped in this pass also takes the offset of an unknown item
+        (see :meth:`score_bias`): with both, it looks exactly like a cold item at test time, which
+        is what ID dropout trains for. Separate calls to :meth:`vectors` and :meth:`score_bias`
+        cannot give that: each would see its own draw, or none.
+        """
+        uses_id = self._id_mask_for_step()
+        return self._vectors(uses_id), self._offsets(uses_id)
+
+    def _id_mask_for_step(self) -> torch.Tensor | None:
+        """1 for the items whose ID embedding this pass uses (ID dropout applied in training); None without a text tower."""
         if not self.text_tower:
-            return self.weight
+            return None
         uses_id = self.has_id_embedding
         if self.training and self.id_dropout > 0:
             # Not rescaled: a kept ID embedding is the same at training and test time.
             uses_id = uses_id * (torch.rand_like(uses_id) >= self.id_dropout).to(uses_id.dtype)
+        return uses_id
+
+    def _vectors(self, uses_id: torch.Tensor | None) -> torch.Tensor:
+        if uses_id is None:
+            return self.weight
         standardised = (self.text_features - self.text_mean) / self.text_scale
         text_part = self.text_projection(standardised.to(self.text_projection.weight.dtype))
         return text_part + self.weight * uses_id.to(self.weight.dtype).unsqueeze(1)
@@ -127,19 +157,30 @@ class ItemTable(nn.Module):
         self.text_projection.weight.copy_(torch.diag(self.text_scale))
         self.text_projection.bias.copy_(self.text_mean)
 
+    def output_vectors(self, input_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """The vectors items are scored with: the input vectors when tied (pass them to reuse a step's table)."""
+        if self.output_weight is not None:
+            return self.output_weight
+        return self.vectors() if input_vectors is None else input_vectors
+
     def score_bias(self) -> torch.Tensor | None:
-        """Each item's score offset, `[num_items]`, or `None` without `score_bias`.
+        """Each item's score offset, `[num_items]`, or `None` without `score_bias`; no ID dropout.
 
         With a text tower, an item without an ID embedding (never seen in training, or added later)
         takes :func:`unknown_item_offset` of the items that have one; detached, so these stand-ins
-        do not pull the trained offsets down as never-chosen negatives.
+        do not pull the trained offsets down as never-chosen negatives. A training pass takes its
+        offsets from :meth:`vectors_and_offsets`, where dropped IDs count as missing too.
         """
-        if self.bias is None or not self.text_tower:
+        return self._offsets(self.has_id_embedding if self.text_tower else None)
+
+    def _offsets(self, uses_id: torch.Tensor | None) -> torch.Tensor | None:
+        """The offsets when only the items in `uses_id` count as known (the unknown offset still comes from every item with an ID)."""
+        if self.bias is None or uses_id is None:
             return self.bias
-        uses_id = self.has_id_embedding.bool()
-        if not bool(uses_id.any()):
+        has_id = self.has_id_embedding.bool()
+        if not bool(has_id.any()):
             return self.bias
-        return torch.where(uses_id, self.bias, unknown_item_offset(self.bias[uses_id]).detach())
+        return torch.where(uses_id.bool(), self.bias, unknown_item_offset(self.bias[has_id]).detach())
 
     @torch.no_grad()
     def set_score_bias_from_counts(self, counts: Sequence[int]) -> None:
@@ -176,6 +217,9 @@ class ItemTable(nn.Module):
         # Without a text tower the new rows hold the text encoding itself, as every row did before training.
         new_rows = weight.new_zeros(added, weight.size(1)) if self.text_tower else text_features
         self.weight = nn.Parameter(torch.cat([weight, new_rows.to(weight)]), requires_grad=self.weight.requires_grad)
+        if self.output_weight is not None:
+            output = self.output_weight.detach()
+            self.output_weight = nn.Parameter(torch.cat([output, new_rows.to(output)]), requires_grad=self.output_weight.requires_grad)
         if self.bias is not None:
             # Without a text tower a new item's offset is fixed here (with one, score_bias() imputes it).
             fill = 0.0 if self.text_tower else float(unknown_item_offset(self.bias.detach()))
@@ -214,6 +258,8 @@ class SeqRecPreTrainedModel(PreTrainedModel):
                     module.text_projection.bias.copy_(module.text_mean)
             else:
                 nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.output_weight is not None:
+                nn.init.normal_(module.output_weight, mean=0.0, std=self.config.initializer_range)
 
 
 class SeqRecForNextItem(SeqRecPreTrainedModel):
@@ -243,6 +289,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             text_tower=getattr(config, "item_text_tower", False),
             id_dropout=getattr(config, "item_id_dropout", 0.0),
             score_bias=getattr(config, "item_score_bias", False),
+            tied=config.tie_item_table,
         )
         self.item_dropout = nn.Dropout(config.item_embedding_dropout)
         self.item_catalog = None  # an ItemCatalog, saved with the checkpoint when set
@@ -289,7 +336,13 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         from .backbones import load_backbone
 
         baseline = is_baseline_backbone(backbone_name_or_path)
+        backbone_layers = config_kwargs.get("backbone_layers")
         if baseline:
+            if backbone_layers is not None:
+                raise ValueError(
+                    f"backbone_layers keeps the first layers of a pretrained backbone; size the {backbone_name_or_path!r} "
+                    "baseline with backbone_options={'num_layers': ...} instead"
+                )
             if pretrained:
                 raise ValueError(f"{backbone_name_or_path!r} is a from-scratch baseline; it has no pretrained weights")
             if config_kwargs.get("use_lora"):
@@ -299,7 +352,9 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             backbone_options = {"max_len": config_kwargs.get("max_len", 50), **(backbone_options or {})}
         elif pretrained is None:
             pretrained = True
-        backbone, tokenizer = load_backbone(backbone_name_or_path, dtype=dtype, **(backbone_options or {}))
+        backbone, tokenizer = load_backbone(
+            backbone_name_or_path, dtype=dtype, backbone_layers=backbone_layers, **(backbone_options or {})
+        )
         if not pretrained and not baseline:
             backbone = AutoModel.from_config(backbone.config)
         if item_texts is not None and tokenizer is None:
@@ -336,6 +391,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             self.item_table.set_text_features(encodings)
         else:
             self.item_table.weight.copy_(encodings.to(self.item_table.weight))
+        if self.item_table.output_weight is not None:
+            self.item_table.output_weight.copy_(encodings.to(self.item_table.output_weight))
 
     @torch.no_grad()
     def encode_item_texts(self, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
@@ -414,25 +471,33 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         return self.item_table
 
     # ----------------------------------------------------------------------------- forward
-    def score(self, hidden_states: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+    def score(
+        self, hidden_states: torch.Tensor, table: torch.Tensor | None = None, offsets: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Scores of every catalogue item for each hidden state (the head tied to the item table), in fp32.
 
         Always fp32, also under bf16 autocast: bf16 keeps 8 bits of mantissa, so scores near 4 are
         rounded to steps of 0.03 and many items tie, and the evaluator counts ties against the model.
-        The product is a small part of a step's work.
+        The product is a small part of a step's work. Pass a pass's `table` and `offsets` (from
+        `item_table.vectors_and_offsets()`) to score with that pass's ID dropout.
         """
-        table = self.item_table.vectors() if table is None else table
-        return _fp32_scores(hidden_states, table, self.item_table.score_bias())
+        if table is None:
+            table, offsets = self.item_table.vectors_and_offsets()
+        elif offsets is None:
+            offsets = self.item_table.score_bias()
+        return _fp32_scores(hidden_states, self.item_table.output_vectors(table), offsets)
 
-    def _summed_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    def _summed_cross_entropy(
+        self, hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor, offsets: torch.Tensor | None
+    ) -> torch.Tensor:
         """Full-catalogue cross-entropy summed over positions, chunked when `config.loss_chunk_size` is set."""
         chunk = getattr(self.config, "loss_chunk_size", None)
         if not chunk or hidden.size(0) <= chunk:
-            return F.cross_entropy(self.score(hidden, table).float(), targets, reduction="sum")
-        bias = self.item_table.score_bias()
+            return F.cross_entropy(self.score(hidden, table, offsets).float(), targets, reduction="sum")
+        table = self.item_table.output_vectors(table)
 
         def chunk_loss(h: torch.Tensor, t: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(_fp32_scores(h, table, bias), t, reduction="sum")
+            return F.cross_entropy(_fp32_scores(h, table, offsets), t, reduction="sum")
 
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.size(0), chunk):
@@ -471,8 +536,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_item_ids)
-        # One table per step: inputs and scores see the same item vectors (and the same ID dropout).
-        table = self.item_table.vectors()
+        # One table per step: inputs and scores see the same item vectors and offsets (and the same ID dropout).
+        table, offsets = self.item_table.vectors_and_offsets()
         inputs_embeds = self.item_dropout(self.item_table(input_item_ids, table))
         hidden = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs).last_hidden_state
 
@@ -482,13 +547,13 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             # Only labelled positions are scored: the [positions, num_items] logits are the
             # largest tensor of a step, and padding would waste most of it.
             denominator = num_items_in_batch if num_items_in_batch is not None else labelled.sum().clamp(min=1)
-            loss = self._summed_cross_entropy(hidden[labelled], labels[labelled], table) / denominator
+            loss = self._summed_cross_entropy(hidden[labelled], labels[labelled], table, offsets) / denominator
 
         logits = None
         if return_logits if return_logits is not None else labels is None:
             last_position = attention_mask.sum(dim=1).clamp(min=1) - 1
             last_hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), last_position]
-            logits = self.score(last_hidden, table).float()
+            logits = self.score(last_hidden, table, offsets).float()
         return NextItemOutput(loss=loss, logits=logits, last_hidden_state=hidden)
 
     # ----------------------------------------------------------------------------- saving
@@ -557,20 +622,17 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         torch_dtype = dtype if isinstance(dtype, torch.dtype) else torch.float32
 
         if config.backbone_pretrained:
-            from .backbones import resolve_backbone
+            from .backbones import load_pretrained_decoder, resolve_backbone
 
-            backbone = AutoModel.from_pretrained(resolve_backbone(config.backbone_name_or_path), dtype=torch_dtype)
+            location = resolve_backbone(config.backbone_name_or_path)
+            backbone = load_pretrained_decoder(location, dtype=torch_dtype, num_layers=config.backbone_layers)
         else:
             backbone = AutoModel.from_config(config.build_backbone_config())
-            backbone.load_state_dict(load_file(directory / BACKBONE_FILE), strict=False)
-            backbone.tie_weights()
+            _load_backbone_weights(backbone, directory / BACKBONE_FILE)
         model = cls(config, backbone=backbone)
         model.item_table.load_state_dict(load_file(directory / ITEM_TABLE_FILE))
         if config.use_lora:
-            outcome = set_peft_model_state_dict(model.backbone, load_file(directory / ADAPTER_FILE))
-            unexpected = getattr(outcome, "unexpected_keys", [])
-            if unexpected:
-                raise ValueError(f"{directory / ADAPTER_FILE}: adapter weights do not fit the backbone: {unexpected[:5]}")
+            _load_adapter_weights(model.backbone, directory / ADAPTER_FILE)
         model.checkpoint_dir = str(directory)  # where the pipeline finds the catalogue and popularity files
         catalog_class = _item_catalog_class()
         if catalog_class is not None and (directory / CATALOG_FILE).is_file():
@@ -588,6 +650,42 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         self.config.backbone_pretrained = False
         self.config.backbone_config = self.backbone.config.to_dict()
         return self
+
+
+def _load_backbone_weights(backbone: PreTrainedModel, path: Path) -> None:
+    """Load a from-scratch (or merged) backbone's saved weights; every weight must be in the file.
+
+    Not strict: weights tied to another (filled by `tie_weights`) may be left out of a file. Any
+    other missing weight would silently stay at its random initialisation.
+    """
+    outcome = backbone.load_state_dict(load_file(path), strict=False)
+    backbone.tie_weights()
+    tied = set(getattr(backbone, "all_tied_weights_keys", None) or ())
+    missing = [key for key in outcome.missing_keys if key not in tied]
+    if missing or outcome.unexpected_keys:
+        raise ValueError(
+            f"{path}: backbone weights do not fit the {type(backbone).__name__} backbone of config.json: "
+            f"{_key_mismatch(missing, outcome.unexpected_keys)}; expected every weight of the backbone"
+        )
+
+
+def _load_adapter_weights(peft_model: nn.Module, path: Path) -> None:
+    """Load the LoRA adapter; every LoRA weight must be in the file and every weight in it must fit.
+
+    peft reports the frozen base weights as missing too (they come from the backbone, not the
+    adapter file), so only LoRA weights count as missing.
+    """
+    outcome = set_peft_model_state_dict(peft_model, load_file(path))
+    unexpected = list(getattr(outcome, "unexpected_keys", []))
+    missing = [key for key in getattr(outcome, "missing_keys", []) if "lora_" in key]
+    if missing or unexpected:
+        raise ValueError(f"{path}: adapter weights do not fit the backbone: {_key_mismatch(missing, unexpected)}")
+
+
+def _key_mismatch(missing: Sequence[str], unexpected: Sequence[str]) -> str:
+    """E.g. "28 weights missing (['wte.weight', ...])": the counts and the first few names of each kind."""
+    parts = [f"{len(keys)} weights {kind} ({list(keys[:5])})" for kind, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    return ", ".join(parts)
 
 
 def _fp32_scores(hidden_states: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

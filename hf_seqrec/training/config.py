@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ..data.prepare import DataConfig
+from ..data.prepare import TIMESTAMP_AUTO, DataConfig
 from ..modeling.baselines import BASELINE_BACKBONES, BASELINE_DEFAULTS, POPULARITY
 
 
@@ -30,7 +30,7 @@ class FinetuneConfig:
     items: str | None = None  # item metadata file (id + text fields)
     user_column: str = "user_id"  # interactions column holding the user id
     item_column: str = "item_id"  # interactions column holding the item id
-    timestamp_column: str | None = "timestamp"  # interactions column holding the time; none = file order
+    timestamp_column: str | None = TIMESTAMP_AUTO  # interactions column holding the time; none = file order; auto = "timestamp" if the file has one, else file order (with a notice)
     rating_column: str | None = None  # interactions column holding a rating (optional)
     min_rating: float | None = None  # keep interactions rated at least this (default: all, implicit feedback)
     item_id_column: str = "item_id"  # item metadata column holding the item id
@@ -41,6 +41,7 @@ class FinetuneConfig:
     delimiter: str | None = None  # field separator of csv/tsv files, e.g. ";"
     # model
     backbone: str = "smollm2-135m"  # backbone alias (smollm2-135m, tiny-llama), local directory or Hub id; or a baseline: sasrec, gru4rec, lstm (from scratch), popularity
+    backbone_layers: int | None = None  # keep only the first K decoder layers of a pretrained backbone (none = all)
     input_mode: str = "id"  # "id": one position per item
     max_len: int = 50  # most recent items read per user; training sequences are cut into windows of this length
     item_text_init: bool = True  # initialise the item table from the backbone's embeddings of the item text
@@ -52,6 +53,7 @@ class FinetuneConfig:
     item_embedding_dropout: float = 0.0  # dropout on input item embeddings
     item_text_tower: bool = False  # item vector = learned projection of its text encoding + an ID embedding for items seen in training; unseen and added items are scored from text
     item_score_bias: bool = False  # a learned per-item score offset, started at the item's log training frequency (popularity)
+    tie_item_table: bool = True  # score items with the input item table (False: a separate output table)
     item_id_dropout: float | None = None  # with item_text_tower: chance per item and step of dropping its ID embedding (default 0.5)
     loss_chunk_size: int | None = None  # score the catalogue this many positions at a time (bounds logits memory for huge catalogues)
     # from-scratch baseline backbones only (sasrec, gru4rec, lstm; none = the baseline's default)
@@ -119,6 +121,8 @@ class FinetuneConfig:
             return
         if self.backbone in BASELINE_BACKBONES or self.backbone == POPULARITY:
             raise ConfigError(f"item_text_tower: the {self.backbone!r} baseline has no tokenizer to read item text with")
+        if not self.tie_item_table:
+            raise ConfigError("tie_item_table: a separate output table is not available with --item_text_tower (cold items are scored from text)")
         if not self.item_text_init:
             raise ConfigError("item_text_tower: needs item_text_init (the tower starts from the item texts' encodings)")
         if self.item_id_dropout is None:
@@ -147,9 +151,13 @@ class FinetuneConfig:
                 raise ConfigError(f"num_heads: expected a positive divisor of hidden_size {self.hidden_size}, got {self.num_heads}")
             if not 0.0 <= self.dropout < 1.0:
                 raise ConfigError(f"dropout: expected a value in [0, 1), got {self.dropout}")
+            if self.backbone_layers is not None:
+                raise ConfigError(f"backbone_layers: keeps layers of a pretrained backbone; size the {self.backbone!r} baseline with num_layers")
             self.use_lora = False
             self.item_text_init = False
         else:
+            if self.backbone_layers is not None and self.backbone_layers < 1:
+                raise ConfigError(f"backbone_layers: expected a positive number of decoder layers, got {self.backbone_layers}")
             given = [name for name in sizes if getattr(self, name) is not None]
             if given:
                 raise ConfigError(
@@ -159,6 +167,15 @@ class FinetuneConfig:
             if self.backbone == POPULARITY:
                 self.use_lora = False
                 self.item_text_init = False
+
+    def record_data_report(self, report: dict[str, Any]) -> None:
+        """Replace ``timestamp_column: auto`` by what the data gave (a column or None), before training_config.yaml is written.
+
+        The saved config then says how the run read its data, and scripts/evaluate.py reads it the
+        same way without repeating the file-order notice.
+        """
+        if self.timestamp_column == TIMESTAMP_AUTO and "timestamp_column" in report:
+            self.timestamp_column = report["timestamp_column"]
 
     def data_config(self) -> DataConfig:
         return DataConfig(
@@ -205,6 +222,19 @@ class FinetuneConfig:
             return cls(**{**values, **overrides})
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
+
+
+def resolve_mixed_precision(mixed_precision: str) -> str:
+    """accelerate's ``mixed_precision`` for a run's setting: "auto" is bf16 on a GPU that supports it, else fp32 ("no").
+
+    One function for the trainer and scripts/evaluate.py, so a checkpoint is re-scored under the
+    precision its run scored it with.
+    """
+    if mixed_precision != "auto":
+        return mixed_precision
+    import torch
+
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 def _field_type(spec: dataclasses.Field) -> Any:
@@ -256,9 +286,23 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+class LiteralHelpArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help texts are plain text, not ``%``-format strings.
+
+    argparse formats every help text with ``%`` to fill in ``%(default)s``; a help text that
+    merely mentions a percentage ("95% intervals") then crashes ``--help``. The field comments that
+    become help texts are prose, so every ``%`` in them is escaped.
+    """
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if isinstance(kwargs.get("help"), str):
+            kwargs["help"] = kwargs["help"].replace("%", "%%")
+        return super().add_argument(*args, **kwargs)
+
+
 def build_argument_parser(description: str) -> argparse.ArgumentParser:
     """One `--option` per config field; only options actually given override the YAML file."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = LiteralHelpArgumentParser(description=description)
     parser.add_argument("--config", help="YAML file with option values (command-line options override it)")
     source = Path(__file__).read_text(encoding="utf-8")
     for spec in fields(FinetuneConfig):

@@ -9,6 +9,7 @@ continues exactly where the killed run stopped.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from accelerate import Accelerator
@@ -39,7 +40,8 @@ from ..evaluation.ranking import PROTOCOL, full_ranking_metrics
 from ..io_utils import atomic_directory, recover_directory, replace_directory, write_json_atomic, write_text_atomic
 from ..modeling import SeqRecForNextItem
 from ..modeling.baselines import POPULARITY, PopularityRecommender, is_baseline_backbone
-from .config import ConfigError, FinetuneConfig
+from .config import ConfigError, FinetuneConfig, resolve_mixed_precision
+from .output_dir import LOCK_FILE, OutputDirError, holds_output_dir_lock, lock_output_dir, release_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +50,7 @@ LAST_STATE = "last"
 BEST_MODEL_DIR = "best"
 TRAINER_STATE_FILE = "trainer_state.json"
 TRAINABLE_WEIGHTS_FILE = "trainable_weights.safetensors"
-
-
-class OutputDirError(RuntimeError):
-    """The output directory cannot be used as asked (it holds a previous run, or nothing to resume)."""
+TEST_RANKS_FILE = "test_ranks.json"  # per-user 1-based test ranks of the final evaluation (paired tests between runs)
 
 
 @dataclass
@@ -80,20 +79,78 @@ class TrainerState:
 
 
 def check_output_dir(config: FinetuneConfig) -> Path:
-    """Refuse to write over a previous run unless asked to; a failed run never loses user files."""
+    """Lock the output directory for this run, then refuse to write over a previous run unless asked to.
+
+    The first thing a run does, before any data or model is loaded: a second run into the same
+    directory, or one that cannot write there, fails at once. A failed run never loses user files.
+    In a multi-process run only the main process locks and checks (the others would race it and
+    block on its lock); when it refuses, it exits and the launcher ends the other processes.
+    """
     output_dir = Path(config.output_dir)
+    if _is_main_process():
+        _lock_and_check_output_dir(output_dir, config)
+    return output_dir
+
+
+def _is_main_process() -> bool:
+    """Whether this is the process that owns the output directory (global rank 0, or the only process).
+
+    Read from the launcher's environment (accelerate launch and torchrun set RANK, MPI launchers
+    their own variable), not from accelerate's PartialState: creating that before the Accelerator
+    would settle the distributed set-up without the Accelerator's options (a multi-CPU run would
+    start as independent single processes).
+    """
+    from accelerate.utils import get_int_from_env
+
+    return get_int_from_env(["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"], 0) == 0
+
+
+def _lock_and_check_output_dir(output_dir: Path, config: FinetuneConfig) -> None:
+    """Take the lock, check the directory's contents, and give a lock taken here back if the run is refused."""
+    locked_here = not holds_output_dir_lock(output_dir)
+    lock_output_dir(output_dir)
+    try:
+        _check_previous_run(output_dir, config)
+    except OutputDirError:
+        if locked_here:
+            release_output_dir(output_dir)
+        raise
+
+
+def _check_previous_run(output_dir: Path, config: FinetuneConfig) -> None:
     last_state = output_dir / CHECKPOINTS_DIR / LAST_STATE
     recover_directory(last_state)  # a kill between replace_directory's two renames left it under .last.old
     if config.resume:
         if not (last_state / TRAINER_STATE_FILE).is_file():
             raise OutputDirError(f"{output_dir}: --resume was given but there is no saved training state in {last_state}")
-        return output_dir
-    if output_dir.exists() and any(output_dir.iterdir()) and not config.overwrite_output_dir:
+        return
+    holds_files = any(entry.name != LOCK_FILE for entry in output_dir.iterdir())
+    if holds_files and not config.overwrite_output_dir:
         raise OutputDirError(
             f"{output_dir}: output directory exists and is not empty; pass --overwrite_output_dir to replace "
             "its run, --resume to continue it, or choose another --output_dir"
         )
-    return output_dir
+
+
+def releases_output_dir_lock(run: Callable[[FinetuneConfig], dict[str, Any]]) -> Callable[[FinetuneConfig], dict[str, Any]]:
+    """Give the output directory's lock back when ``run`` ends, however it ends, if ``run`` took it.
+
+    ``run`` takes the lock in its first line (``check_output_dir``); a lock already held when it
+    started was taken by a caller, whose to release it is. A killed process needs none of this:
+    the operating system drops its lock.
+    """
+
+    @functools.wraps(run)
+    def run_then_release(config: FinetuneConfig) -> dict[str, Any]:
+        output_dir = Path(config.output_dir)
+        held_before = holds_output_dir_lock(output_dir)
+        try:
+            return run(config)
+        finally:
+            if not held_before:
+                release_output_dir(output_dir)
+
+    return run_then_release
 
 
 def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecForNextItem, Any]:
@@ -114,6 +171,7 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         num_items=len(prepared.catalog),
         backbone_options=backbone_options,
         max_len=config.max_len,
+        backbone_layers=None if baseline else config.backbone_layers,
         input_mode=config.input_mode,
         use_lora=config.use_lora and not baseline,
         lora_r=config.lora_r,
@@ -124,6 +182,7 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         item_text_tower=config.item_text_tower,
         item_id_dropout=config.item_id_dropout or 0.0,
         item_score_bias=config.item_score_bias,
+        tie_item_table=config.tie_item_table,
         loss_chunk_size=config.loss_chunk_size,
     )
     model.item_catalog = prepared.catalog
@@ -232,14 +291,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+@releases_output_dir_lock
 def train(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune, keep the best epoch by validation NDCG@10, and write the final checkpoint and metrics."""
     if config.backbone == POPULARITY:
         return fit_popularity(config)
     output_dir = check_output_dir(config)
-    mixed_precision = config.mixed_precision
-    if mixed_precision == "auto":
-        mixed_precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    mixed_precision = resolve_mixed_precision(config.mixed_precision)
     accelerator = Accelerator(
         mixed_precision=mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -262,6 +320,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
 
     # ---------------------------------------------------------------- data
     prepared = prepare_data(config.data_config())
+    config.record_data_report(prepared.report)  # training_config.yaml says how the data was read
     if config.cold_start_fraction:
         apply_cold_start(prepared, config.cold_start_fraction, config.seed)
     collator = NextItemCollator(max_len=config.max_len)
@@ -395,6 +454,8 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         results["cold_start"] = _cold_start_report(test_ranks, prepared, config)
         accelerator.print(cold_start_summary(results["cold_start"]))
     if accelerator.is_main_process:
+        # Every process holds all ranks (gather_for_metrics); the main one writes them, next to metrics.json.
+        _write_test_ranks(output_dir, prepared, config, test_ranks, test)
         _export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
     accelerator.print(
         f"test NDCG@10 {test['ndcg@10']:.4f}  HR@10 {test['hr@10']:.4f}  MRR {test['mrr']:.4f}  "
@@ -404,6 +465,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     return results
 
 
+@releases_output_dir_lock
 def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
     """The most-popular baseline: count the items of the training split and score both splits with the same evaluator.
 
@@ -418,6 +480,7 @@ def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
     if config.overwrite_output_dir and output_dir.exists():
         _clear_previous_run(output_dir)
     prepared = prepare_data(config.data_config())
+    config.record_data_report(prepared.report)  # training_config.yaml says how the data was read
     if config.cold_start_fraction:
         apply_cold_start(prepared, config.cold_start_fraction, config.seed)
     collator = NextItemCollator(max_len=config.max_len)  # masking uses the whole history, whatever max_len is
@@ -435,12 +498,37 @@ def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
     write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
     save_item_popularity(output_dir, prepared.splits["train"]["items"], num_items=len(prepared.catalog))
     prepared.catalog.save(output_dir)
+    _write_test_ranks(output_dir, prepared, config, test_ranks, test)
     write_json_atomic(output_dir / "metrics.json", results)
     print(
         f"popularity: test NDCG@10 {test['ndcg@10']:.4f}  HR@10 {test['hr@10']:.4f}  MRR {test['mrr']:.4f}  "
         f"({test['n_users']} users, {len(prepared.catalog)} items)"
     )
     return results
+
+
+def _write_test_ranks(output_dir: Path, prepared: PreparedData, config: FinetuneConfig, ranks, test: dict[str, Any]) -> None:
+    """``test_ranks.json``: the 1-based rank of each evaluated user's test target, in test-split order.
+
+    The ranks are those of ``rank_targets`` (1 = first, pessimistic ties), the ones ``full_ranking_metrics``
+    turned into the test metrics: NDCG@10 = mean of 1/log2(rank+1) over ranks <= 10. Written atomically,
+    so a rerun (``--overwrite_output_dir``) replaces the previous run's file whole.
+    """
+    user_ids = prepared.splits["test"]["user_id"]
+    if config.eval_max_users is not None:
+        user_ids = user_ids[: config.eval_max_users]
+    ranks = [int(rank) for rank in ranks]
+    if len(ranks) != len(user_ids):
+        raise RuntimeError(f"{len(ranks)} test ranks for {len(user_ids)} test users")
+    payload = {
+        "split": "test",
+        "rank_base": 1,
+        "n_users": len(ranks),
+        "ndcg@10": test["ndcg@10"],  # the metrics.json value these ranks give, to check they belong together
+        "user_ids": list(user_ids),
+        "ranks": ranks,
+    }
+    write_json_atomic(output_dir / TEST_RANKS_FILE, payload)
 
 
 def apply_cold_start(prepared: PreparedData, fraction: float, seed: int) -> list[int]:
@@ -521,9 +609,66 @@ def _export_final_checkpoint(
             write_checkpoint(staging, SeqRecForNextItem.from_pretrained(output_dir).merge_adapter())
 
 
+# Tokenizer files transformers' save_pretrained writes (the set depends on the tokenizer class).
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
+    "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model", "chat_template.jinja", "chat_template.json",
+)
+
+
 def _clear_previous_run(output_dir: Path) -> None:
-    """With --overwrite_output_dir, remove what a previous run wrote (checkpoints, best model, logs)."""
-    for name in (CHECKPOINTS_DIR, BEST_MODEL_DIR, "logs", "merged"):
+    """With --overwrite_output_dir, remove what a previous hf_seqrec run wrote at the top of ``output_dir``.
+
+    Everything, not only the training state: a checkpoint file the new run does not write (a
+    tokenizer after a popularity run, an adapter after a full fine-tune) would otherwise stay and be
+    loaded with the new files. Only hf_seqrec's own names are removed, and config.json and README.md
+    only when they are hf_seqrec's: whatever else the user keeps in the directory stays.
+    """
+    for name in (CHECKPOINTS_DIR, BEST_MODEL_DIR, "logs", "merged", ".final"):
         target = output_dir / name
-        if target.exists():
+        if target.is_dir():
             shutil.rmtree(target)
+    for path in _previous_run_files(output_dir):
+        path.unlink()
+
+
+def _previous_run_files(output_dir: Path) -> list[Path]:
+    """The files at the top of ``output_dir`` that an hf_seqrec run writes (see :func:`_clear_previous_run`)."""
+    from ..hub.model_card import CURVE, README
+    from ..modeling import modeling_seqrec
+
+    names = {
+        modeling_seqrec.ITEM_TABLE_FILE, modeling_seqrec.ADAPTER_FILE, modeling_seqrec.ADAPTER_CONFIG_FILE,
+        modeling_seqrec.BACKBONE_FILE, modeling_seqrec.CATALOG_FILE, modeling_seqrec.POPULARITY_FILE,
+        modeling_seqrec.PIPELINE_FILE, "metrics.json", "training_config.yaml", TEST_RANKS_FILE, CURVE, *TOKENIZER_FILES,
+    }
+    # The model code transformers copies next to a checkpoint for trust_remote_code: hf_seqrec's modeling modules.
+    names |= {path.name for path in Path(modeling_seqrec.__file__).parent.glob("*.py") if path.name != "__init__.py"}
+    found = [output_dir / name for name in sorted(names) if (output_dir / name).is_file()]
+    if _is_seqrec_config(output_dir / "config.json"):
+        found.append(output_dir / "config.json")
+    if _is_seqrec_model_card(output_dir / README):
+        found.append(output_dir / README)
+    return found
+
+
+def _is_seqrec_config(path: Path) -> bool:
+    from ..modeling.configuration_seqrec import SeqRecConfig
+
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(values, dict) and values.get("model_type") == SeqRecConfig.model_type
+
+
+def _is_seqrec_model_card(path: Path) -> bool:
+    """Whether ``path`` is a model card hf_seqrec rendered: its YAML front matter says ``library_name: hf_seqrec``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text.startswith("---"):
+        return False
+    front_matter = text[3:].split("\n---", 1)[0]
+    return any(line.strip() == "library_name: hf_seqrec" for line in front_matter.splitlines())
