@@ -1,17 +1,23 @@
 #!/usr/bin/env python
-"""What each lever does to the LM on MovieLens-100K: one epoch of the CPU default, one change at a time.
+"""What each lever does to the LM on MovieLens-100K: studies of one change at a time against a pinned base.
 
-    python benchmarks/ablations.py                     # every variant (about 7 minutes each on 2 CPU cores)
-    python benchmarks/ablations.py --variants base,random-item-table
+    python benchmarks/ablations.py --study convergence                 # every variant of one study
+    python benchmarks/ablations.py --study depth --variants layers-4,layers-12
     python benchmarks/ablations.py --report_only
 
-Each variant is ``scripts/finetune.py --config configs/cpu.yaml --num_epochs 1 --seed 0 --batch_size 16
---no-item_score_bias`` plus its change: the CPU default before it took up batches of 8 and the score
-offset, pinned so that all rows share one base. One epoch keeps a variant within a CPU session; one
-seed leaves differences of about 15% within noise (``random-batches`` moves validation and test NDCG@10
-in opposite directions by that much). Reported: validation and test NDCG@10 / HR@10 after that epoch and the
-training seconds, with the change relative to ``base``. Levers measured by other benchmarks (text
-tower, precision, batching) are summarised from their results files.
+Three studies, each with its own base, pinned option by option so that a row reproduces whatever
+``configs/cpu.yaml`` later becomes:
+
+- ``one-epoch``: one epoch of the CPU default of its time (all 30 layers, batch 16, no score offset).
+- ``depth``: how many of SmolLM2's 30 decoder layers to keep (``--backbone_layers``), each for 3 epochs
+  of the previous CPU default (constant learning rate, batch 8, score offset), seed 0.
+- ``convergence``: the levers for training the 8-layer LM to convergence (schedule, regularisation,
+  LoRA placement and rank, an untied output table, context length), one change each against a base of
+  8 layers with a warm-up and cosine decay, seed 0 unless a variant says otherwise.
+
+One seed of one run: with 943 test users the standard error of NDCG@10 is about 0.007, so differences
+under ~0.015 are not evidence. Reported: validation and test NDCG@10 / HR@10 of the best epoch, the best
+epoch and the training seconds, with the change relative to the study's base.
 
 Results: ``benchmarks/results/ablations.{json,md}``.
 """
@@ -22,67 +28,144 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import _display_path, _relative, load_results, machine_summary, run_logged  # noqa: E402
+from quality import LM_30_LAYERS, _display_path, _option, _relative, load_results, machine_summary, run_logged  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = REPO / "scripts" / "finetune.py"
-# The CPU default as it was when these variants were defined (batch 16, no score offset), pinned so
-# every row compares with the same base even though configs/cpu.yaml has since taken two of them up.
-BASE_OPTIONS = {"num_epochs": 1, "seed": 0, "report_to": "none", "batch_size": 16, "item_score_bias": False}
-# variant -> (what it changes, finetune options)
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "base": ("item table from text, LoRA r=8 on q/k/v/o, lr 1e-3, clipping at 1.0, batch 16, no score offset", {}),
-    "random-batches": ("random batches instead of length-grouped ones (--no-group_by_length)", {"group_by_length": False}),
-    "random-item-table": ("item table initialised at random (N(0, 0.02)) instead of from the item texts", {"item_text_init": False}),
-    "no-grad-clipping": ("no gradient clipping (max_grad_norm 0 instead of 1.0)", {"max_grad_norm": 0}),
-    "lora-attention-mlp": (
-        "LoRA on attention and MLP (q/k/v/o + gate/up/down) instead of attention only",
-        {"lora_target_modules": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+ATTENTION_MLP = ATTENTION + ["gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass(frozen=True)
+class Study:
+    """A base (finetune options on top of configs/cpu.yaml) and variants that each change a few of them."""
+
+    title: str
+    base_description: str
+    base: dict[str, Any]
+    variants: dict[str, tuple[str, dict[str, Any]]]  # name -> (what it changes, options)
+
+
+# The previous CPU default (all 30 layers, 3 epochs, constant rate, batch 8, score offset), minus its depth.
+PREVIOUS_DEFAULT = {key: value for key, value in LM_30_LAYERS.items() if key != "backbone_layers"}
+# The 8-layer LM trained towards convergence: warm-up, cosine decay over 6 epochs, early stopping.
+CONVERGENCE_BASE = {
+    **PREVIOUS_DEFAULT,
+    "backbone_layers": 8,
+    "num_epochs": 6,
+    "lr_scheduler": "cosine",
+    "warmup_steps": 100,
+}
+
+STUDIES: dict[str, Study] = {
+    "one-epoch": Study(
+        title="One epoch of the 30-layer default of its time",
+        base_description="`--num_epochs 1 --seed 0 --batch_size 16 --no-item_score_bias` (all 30 layers, bf16 autocast, "
+        "max_len 50, length-grouped batches): the CPU default before it took up batches of 8 and the score offset",
+        base={**PREVIOUS_DEFAULT, "backbone_layers": 30, "num_epochs": 1, "seed": 0, "report_to": "none", "batch_size": 16, "item_score_bias": False},
+        variants={
+            "base": ("item table from text, LoRA r=8 on q/k/v/o, lr 1e-3, clipping at 1.0, batch 16, no score offset", {}),
+            "random-batches": ("random batches instead of length-grouped ones (--no-group_by_length)", {"group_by_length": False}),
+            "random-item-table": ("item table initialised at random (N(0, 0.02)) instead of from the item texts", {"item_text_init": False}),
+            "no-grad-clipping": ("no gradient clipping (max_grad_norm 0 instead of 1.0)", {"max_grad_norm": 0}),
+            "lora-attention-mlp": ("LoRA on attention and MLP (q/k/v/o + gate/up/down) instead of attention only", {"lora_target_modules": ATTENTION_MLP}),
+            "item-table-lr-3e-3": ("item table learning rate 3e-3 (LoRA stays at 1e-3)", {"item_table_learning_rate": 0.003}),
+            "learning-rate-3e-3": ("learning rate 3e-3 for LoRA and the item table (instead of 1e-3)", {"learning_rate": 0.003}),
+            "batch-size-8": ("batches of 8 windows instead of 16: twice the optimizer steps per epoch (302 instead of 151)", {"batch_size": 8}),
+            "item-score-bias": (
+                "a learned per-item score offset, started at the item's log training frequency (--item_score_bias)",
+                {"item_score_bias": True},
+            ),
+        },
     ),
-    "item-table-lr-3e-3": ("item table learning rate 3e-3 (LoRA stays at 1e-3)", {"item_table_learning_rate": 0.003}),
-    "learning-rate-3e-3": ("learning rate 3e-3 for LoRA and the item table (instead of 1e-3)", {"learning_rate": 0.003}),
-    "batch-size-8": ("batches of 8 windows instead of 16: twice the optimizer steps per epoch (302 instead of 151)", {"batch_size": 8}),
-    "item-score-bias": (
-        "a learned per-item score offset, started at the item's log training frequency (--item_score_bias)",
-        {"item_score_bias": True},
+    "depth": Study(
+        title="Depth: the first K of SmolLM2's 30 decoder layers",
+        base_description="the previous CPU default pinned (3 epochs, constant lr 1e-3, batch 8, LoRA r=8 on q/k/v/o, score "
+        "offset, bf16 autocast), seed 0; `layers-8` is the base",
+        base={**PREVIOUS_DEFAULT, "seed": 0, "report_to": "none", "backbone_layers": 8},
+        variants={
+            "layers-8": ("the first 8 of 30 decoder layers (the base)", {}),
+            "layers-4": ("the first 4 decoder layers", {"backbone_layers": 4}),
+            "layers-12": ("the first 12 decoder layers", {"backbone_layers": 12}),
+            "layers-30": ("all 30 decoder layers (the previous CPU default)", {"backbone_layers": 30}),
+        },
+    ),
+    "convergence": Study(
+        title="Convergence of the 8-layer LM",
+        base_description="8 layers, 6 epochs, 100 warm-up steps then cosine decay, lr 1e-3, batch 8, LoRA r=8 on q/k/v/o, "
+        "score offset, early stopping after 3 epochs without a better validation NDCG@10, seed 0",
+        base={**CONVERGENCE_BASE, "seed": 0, "report_to": "none"},
+        variants={
+            "base": ("the study's base", {}),
+            "constant-lr": ("constant learning rate, no warm-up (instead of warm-up + cosine)", {"lr_scheduler": "constant_with_warmup", "warmup_steps": 0}),
+            "max-len-200": ("read the last 200 items instead of 50 (as SASRec does); training windows of 200", {"max_len": 200}),
+            "untied-output": ("a separate output item table, initialised from text like the input one (--no-tie_item_table)", {"tie_item_table": False}),
+            "dropout": ("item-embedding dropout 0.2 and weight decay 0.01 on LoRA", {"item_embedding_dropout": 0.2, "weight_decay": 0.01}),
+            "lora-dropout": ("LoRA dropout 0.1", {"lora_dropout": 0.1}),
+            "lora-attention-mlp": ("LoRA on attention and MLP (q/k/v/o + gate/up/down)", {"lora_target_modules": ATTENTION_MLP}),
+            "lora-r16": ("LoRA rank 16, alpha 32 (instead of 8, 16)", {"lora_r": 16, "lora_alpha": 32}),
+            "epochs-10": ("10 epochs of cosine decay instead of 6", {"num_epochs": 10}),
+        },
     ),
 }
 
 
-def finetune_command(variant: str, run_dir: Path) -> list[str]:
-    options = {**BASE_OPTIONS, **VARIANTS[variant][1], "output_dir": str(run_dir)}
+def variant_options(study: str, variant: str, run_dir: Path) -> dict[str, Any]:
+    return {**STUDIES[study].base, **STUDIES[study].variants[variant][1], "output_dir": str(run_dir)}
+
+
+def finetune_command(study: str, variant: str, run_dir: Path) -> list[str]:
     command = [sys.executable, str(FINETUNE), "--config", str(REPO / "configs" / "cpu.yaml")]
-    for key, value in options.items():
-        if isinstance(value, bool):
-            command.append(f"--{key}" if value else f"--no-{key}")
-        else:
-            command += [f"--{key}", str(value)]
+    for key, value in variant_options(study, variant, run_dir).items():
+        command += _option(key, value)
     return command + ["--overwrite_output_dir"]
 
 
-def run_variant(variant: str, runs_dir: Path) -> dict[str, Any]:
-    run_dir = runs_dir / variant
-    command = finetune_command(variant, run_dir)
-    print(f"[ablations] {variant}: {shlex.join(command)}", flush=True)
-    wall = run_logged(command, runs_dir / "logs" / f"{variant}.log", variant)
+def finished_run_matches(study: str, variant: str, run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished run whose recorded config has every option this variant sets."""
+    import yaml
+
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "training_config.yaml").is_file():
+        return False
+    recorded = yaml.safe_load((run_dir / "training_config.yaml").read_text(encoding="utf-8"))
+    wanted = {k: v for k, v in variant_options(study, variant, run_dir).items() if k not in ("output_dir", "report_to")}
+    mismatched = {k: (v, recorded.get(k)) for k, v in wanted.items() if recorded.get(k) != v}
+    if mismatched:
+        print(f"[ablations] {run_dir}: not reused, its config differs: {mismatched}", flush=True)
+    return not mismatched
+
+
+def run_variant(study: str, variant: str, runs_dir: Path, reuse_finished: bool) -> dict[str, Any]:
+    run_dir = runs_dir / variant if study == "one-epoch" else runs_dir / study / variant
+    command = finetune_command(study, variant, run_dir)
+    wall = None
+    if reuse_finished and finished_run_matches(study, variant, run_dir):
+        print(f"[ablations] {study}/{variant}: reusing the finished run in {run_dir}", flush=True)
+    else:
+        print(f"[ablations] {study}/{variant}: {shlex.join(command)}", flush=True)
+        wall = round(run_logged(command, runs_dir / "logs" / f"{study}-{variant}.log", variant), 1)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     return {
         "variant": variant,
-        "change": VARIANTS[variant][0],
+        "change": STUDIES[study].variants[variant][0],
         "validation_ndcg@10": metrics["validation"]["ndcg@10"],
         "validation_hr@10": metrics["validation"]["hr@10"],
         "test_ndcg@10": metrics["test"]["ndcg@10"],
         "test_hr@10": metrics["test"]["hr@10"],
         "test_ndcg@10_interval": metrics["test"]["intervals"]["ndcg@10"],
+        "best_epoch": metrics["training"]["best_epoch"],
+        "epochs_run": metrics["training"]["epochs_run"],
+        "validation_by_epoch": [round(e["validation_ndcg@10"], 4) for e in metrics["training"]["history"]],
         "train_seconds": metrics["training"]["train_seconds"],
         "run_dir": _display_path(run_dir),
         "command": shlex.join(_relative(command)),
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": wall,
         "machine": machine_summary(),
     }
 
@@ -117,23 +200,18 @@ def _other_benchmarks() -> list[str]:
     return lines
 
 
-def render_markdown(results: dict[str, Any]) -> str:
-    rows = results["rows"]
-    base = next((r for r in rows if r["variant"] == "base"), None)
+def render_study(name: str, rows: list[dict[str, Any]], notes: list[str]) -> list[str]:
+    """One study's table: each variant against the study's base."""
+    study = STUDIES[name]
+    base_name = "base" if "base" in study.variants else next(iter(study.variants))
+    base = next((r for r in rows if r["variant"] == base_name), None)
     lines = [
-        "# Ablations: what each lever does to the LM (MovieLens-100K)",
+        f"## {study.title} (`--study {name}`)",
         "",
-        f"Last updated by `{results['command']}` on {results['generated']}. Machine: {results['machine']}.",
+        f"Base: {study.base_description}. Δ is relative to `{base_name}`.",
         "",
-        "Each variant: `scripts/finetune.py --config configs/cpu.yaml --num_epochs 1 --seed 0 --batch_size 16 --no-item_score_bias` "
-        "plus one change (SmolLM2-135M, bf16 autocast, batch 16, max_len 50, length-grouped batches, no score offset: the CPU "
-        "default before it took up batches of 8 and the score offset). One seed: differences within about 15% are noise. "
-        "Metrics after that one epoch, "
-        "full-catalogue ranking over 943 users; the test 95% interval is the bootstrap interval over users. "
-        "Δ is relative to `base`.",
-        "",
-        "| variant | change | validation NDCG@10 | Δ | test NDCG@10 [95% interval] | Δ | test HR@10 | train s |",
-        "|---|---|---:|---:|---|---:|---:|---:|",
+        "| variant | change | validation NDCG@10 | Δ | test NDCG@10 [95% interval] | Δ | test HR@10 | best / run epochs | train s |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         def delta(key: str) -> str:
@@ -142,53 +220,95 @@ def render_markdown(results: dict[str, Any]) -> str:
             return f"{row[key] / base[key] - 1:+.1%}" if base[key] else "n/a"
 
         low, high = row["test_ndcg@10_interval"]
+        epochs = f"{row['best_epoch']} / {row['epochs_run']}" if "best_epoch" in row else "1 / 1"
         lines.append(
             f"| {row['variant']} | {row['change']} | {row['validation_ndcg@10']:.4f} | {delta('validation_ndcg@10')} | "
-            f"{row['test_ndcg@10']:.4f} [{low:.4f}, {high:.4f}] | {delta('test_ndcg@10')} | {row['test_hr@10']:.4f} | {row['train_seconds']:.0f} |"
+            f"{row['test_ndcg@10']:.4f} [{low:.4f}, {high:.4f}] | {delta('test_ndcg@10')} | {row['test_hr@10']:.4f} | "
+            f"{epochs} | {row['train_seconds']:.0f} |"
         )
-    missing = [name for name in VARIANTS if name not in {r["variant"] for r in rows}]
+    by_epoch = [r for r in rows if r.get("validation_by_epoch")]
+    if by_epoch:
+        lines += ["", "Validation NDCG@10 by epoch: " + "; ".join(
+            f"{r['variant']} {' / '.join(f'{v:.4f}' for v in r['validation_by_epoch'])}" for r in by_epoch
+        ) + "."]
+    missing = [v for v in study.variants if v not in {r["variant"] for r in rows}]
     if missing:
-        lines += ["", f"Not run yet: {', '.join(missing)} (`python benchmarks/ablations.py --variants {','.join(missing)}`)."]
-    lines += ["", "## Levers measured by other benchmarks", "", *_other_benchmarks()]
-    lines += ["", "## Commands", ""] + [f"- {r['variant']}: `{r['command']}`" for r in rows]
+        lines += ["", f"Not run yet: {', '.join(missing)} (`python benchmarks/ablations.py --study {name} --variants {','.join(missing)}`)."]
+    if notes:
+        lines += ["", *(f"- {note}" for note in notes)]
+    lines += ["", "Commands:", ""] + [f"- {r['variant']}: `{r['command']}`" for r in rows]
+    return lines + [""]
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "# Ablations: what each lever does to the LM (MovieLens-100K)",
+        "",
+        f"Last updated by `{results['command']}` on {results['generated']}. Machine: {results['machine']}.",
+        "",
+        "SmolLM2-135M with LoRA, bf16 autocast, length-grouped batches; one change at a time against each study's base, "
+        "every option pinned in the command. Metrics of the best validation epoch, full-catalogue ranking over 943 users; "
+        "the test 95% interval is the bootstrap interval over users. One seed: the standard error of NDCG@10 is about "
+        "0.007, so differences under ~0.015 (or ~15%) are not evidence.",
+        "",
+    ]
+    for name in STUDIES:
+        study_results = results["studies"].get(name)
+        if study_results and study_results["rows"]:
+            lines += render_study(name, study_results["rows"], study_results.get("notes", []))
+    lines += ["## Levers measured by other benchmarks", "", *_other_benchmarks()]
     return "\n".join(lines) + "\n"
+
+
+def load_studies(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows per study from ablations.json (files from before the studies hold one-epoch rows at the top level)."""
+    data = load_results(path)
+    if "studies" in data:
+        return data["studies"]
+    return {"one-epoch": {"rows": data.get("rows", [])}} if data.get("rows") else {}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
+    parser.add_argument("--study", default="convergence", choices=list(STUDIES))
+    parser.add_argument("--variants", default=None, help="comma-separated subset of the study's variants (default: all)")
     parser.add_argument("--runs_dir", default="runs/ablations")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--reuse_finished", action="store_true", help="take a variant's row from its finished run directory when its config matches")
     parser.add_argument("--report_only", action="store_true")
     args = parser.parse_args(argv)
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
+    study = STUDIES[args.study]
+    variants = [v.strip() for v in (args.variants or ",".join(study.variants)).split(",") if v.strip()]
+    unknown = [v for v in variants if v not in study.variants]
     if unknown:
-        raise SystemExit(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+        raise SystemExit(f"unknown variant(s) {unknown} of study {args.study!r}; choose from {', '.join(study.variants)}")
     runs_dir = Path(args.runs_dir) if Path(args.runs_dir).is_absolute() else REPO / args.runs_dir
     results_dir = Path(args.results_dir)
-    rows = {r["variant"]: r for r in load_results(results_dir / "ablations.json").get("rows", [])}
+    studies = load_studies(results_dir / "ablations.json")
+    current = studies.setdefault(args.study, {"rows": []})
+    rows = {r["variant"]: r for r in current["rows"]}
     for variant in [] if args.report_only else variants:
-        rows[variant] = run_variant(variant, runs_dir)
-        _write(results_dir, rows, argv)
-    _write(results_dir, rows, argv)
+        rows[variant] = run_variant(args.study, variant, runs_dir, args.reuse_finished)
+        current["rows"] = [rows[name] for name in study.variants if name in rows]
+        _write(results_dir, studies, argv)
+    current["rows"] = [rows[name] for name in study.variants if name in rows]
+    _write(results_dir, studies, argv)
     return 0
 
 
-def _write(results_dir: Path, rows: dict[str, dict[str, Any]], argv: list[str] | None) -> None:
-    ordered = [rows[name] for name in VARIANTS if name in rows]
+def _write(results_dir: Path, studies: dict[str, dict[str, Any]], argv: list[str] | None) -> None:
     results = {
         "title": "LM ablations on MovieLens-100K",
         "command": shlex.join(["python", "benchmarks/ablations.py", *(sys.argv[1:] if argv is None else argv)]),
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_summary(),
-        "base_options": {"config": "configs/cpu.yaml", **BASE_OPTIONS},
-        "rows": ordered,
+        "studies": {name: studies[name] for name in STUDIES if name in studies},
+        "study_bases": {name: {"config": "configs/cpu.yaml", **study.base} for name, study in STUDIES.items()},
     }
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "ablations.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (results_dir / "ablations.md").write_text(render_markdown(results), encoding="utf-8")
-    print(f"[ablations] wrote {results_dir / 'ablations.md'} ({len(ordered)} variants)", flush=True)
+    print(f"[ablations] wrote {results_dir / 'ablations.md'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -94,9 +94,21 @@ def machine() -> dict:
     }
 
 
+def default_backbone_layers() -> int:
+    """The decoder layers the CPU default keeps (0 = all): the latency a default checkpoint has."""
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "cpu.yaml").read_text(encoding="utf-8"))
+    return int(config.get("backbone_layers") or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default="smollm2-135m")
+    parser.add_argument(
+        "--backbone_layers", type=int, default=default_backbone_layers(),
+        help="decoder layers kept (default: the CPU default's, configs/cpu.yaml; 0 = all)",
+    )
     parser.add_argument("--single_repeats", type=int, default=60, help="timed single-user calls")
     parser.add_argument("--batch_repeats", type=int, default=5, help="timed 64-user batches")
     parser.add_argument("--warmup", type=int, default=5)
@@ -114,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ids, texts, source = catalogue()
     torch.manual_seed(0)
-    model, tokenizer = SeqRecForNextItem.from_backbone(args.backbone, texts, max_len=HISTORY_LENGTH)
+    model, tokenizer = SeqRecForNextItem.from_backbone(
+        args.backbone, texts, max_len=HISTORY_LENGTH, backbone_layers=args.backbone_layers or None
+    )
     model.item_catalog = ItemCatalog(ids, texts)
     directory = tempfile.TemporaryDirectory()
     model.save_pretrained(directory.name)
@@ -163,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine(), "load_average_at_start": load_before},
         "setup": {
             "backbone": args.backbone,
+            "backbone_layers": model.config.backbone_config["num_hidden_layers"],
             "catalogue": f"{len(ids)} items ({source})",
             "history_length": HISTORY_LENGTH,
             "top_k": 10,
@@ -239,7 +254,7 @@ Machine: {m["cpu"]}, {m["cpu_count"]} CPU cores, torch {m["torch"]} with {m["tor
 transformers {m["transformers"]}, Python {m["python"]}. Load average when the run started:
 {m["load_average_at_start"]} (other jobs on the machine inflate these numbers).
 
-Setup: {setup["backbone"]} backbone, {setup["catalogue"]}, {setup["history_length"]}-item histories,
+Setup: {setup["backbone"]} backbone ({setup.get("backbone_layers", "all")} decoder layers), {setup["catalogue"]}, {setup["history_length"]}-item histories,
 top_k={setup["top_k"]}, {setup["dtype"]}, LoRA {setup["lora"]}; pipeline load {setup["pipeline_load_seconds"]} s.
 
 | Measure | Value |

@@ -10,11 +10,12 @@
 Each model is trained and evaluated by running ``scripts/finetune.py`` (the code every user runs) in a
 subprocess with the model's config (``MODELS`` below), one run directory per model and seed under
 ``--runs_dir``. Its ``metrics.json`` gives the row: test NDCG@10, HR@10, MRR, NDCG@20, HR@20 (best
-validation epoch), training seconds and the run's peak RSS. Rows are merged into
-``<results_dir>/<name>.json`` (a re-run of a model and seed replaces its row), so long runs can be done
-model by model, and then the table ``<name>.md`` (mean and 95% t-interval across seeds, the
-smollm2-lora / sasrec ratio of test NDCG@10, and which rows are still missing) and the bar chart
-``<name>.png`` are rebuilt from every row in the file.
+validation epoch), training seconds and the run's peak RSS; its ``test_ranks.json`` gives each user's
+test rank, kept in the row for the paired tests. Rows are merged into ``<results_dir>/<name>.json`` (a
+re-run of a model and seed replaces its row), so long runs can be done model by model, and then the table
+``<name>.md`` (mean and 95% t-interval across seeds, the LM / sasrec ratios of test NDCG@10, paired tests
+over users of the LM against sasrec, lstm and gru4rec, and which rows are still missing) and the bar
+chart ``<name>.png`` are rebuilt from every row in the file.
 
 ``--quick`` rows (a few optimizer steps, a user subset) go to ``<name>-quick.*`` unless ``--name`` says
 otherwise, so they never mix with real numbers.
@@ -36,27 +37,62 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = REPO / "scripts" / "finetune.py"
+TEST_RANKS_FILE = "test_ranks.json"  # hf_seqrec.training.trainer.TEST_RANKS_FILE (not imported: no torch needed here)
 
-# model name -> (config file, fixed overrides). The LM runs with its default CPU config.
+# The LM with every one of SmolLM2-135M's 30 decoder layers, in the CPU default of the time its rows
+# were measured (they were recorded as smollm2-lora): every option that default set is pinned here, so
+# the row reproduces whatever configs/cpu.yaml becomes.
+LM_30_LAYERS: dict[str, Any] = {
+    "backbone_layers": 30,
+    "num_epochs": 3,
+    "lr_scheduler": "constant_with_warmup",
+    "warmup_steps": 0,
+    "early_stopping_patience": 3,
+    "batch_size": 8,
+    "learning_rate": 0.001,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "lora_dropout": 0.0,
+    "item_embedding_dropout": 0.0,
+    "weight_decay": 0.0,
+    "max_len": 50,
+    "item_text_init": True,
+    "item_score_bias": True,
+    "group_by_length": True,
+    "mixed_precision": "bf16",
+}
+# model name -> (config file, fixed overrides). smollm2-lora is the CPU default config as it is.
 MODELS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "popularity": (None, {"backbone": "popularity"}),
     "lstm": ("configs/lstm.yaml", {}),
     "gru4rec": ("configs/gru4rec.yaml", {}),
     "sasrec": ("configs/sasrec.yaml", {}),
     "smollm2-lora": ("configs/cpu.yaml", {}),
+    "smollm2-lora-30l": ("configs/cpu.yaml", LM_30_LAYERS),
 }
 LM_MODEL = "smollm2-lora"
+LM_MODELS = (LM_MODEL, "smollm2-lora-30l")
 REFERENCE_MODEL = "sasrec"
+# Paired tests over users of per-user test NDCG@10: (model A, model B), reported as A - B.
+PAIRED_COMPARISONS = [(lm, other) for lm in LM_MODELS for other in (REFERENCE_MODEL, "lstm", "gru4rec")]
+PAIRED_RESAMPLES = 10_000
+PAIRED_SEED = 0
 DEFAULT_SEEDS = (0, 1, 2)  # the protocol: every model, these 3 seeds
 METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@20", "hr@20")
 ROW_KEYS = ("model", "seed", *METRICS, "train_seconds", "peak_rss_mb")
 # --quick: enough to run every code path (train, validate, save, reload, test) in seconds per model.
 QUICK = {"num_epochs": 1, "max_steps": 3, "eval_max_users": 100, "bootstrap_samples": 50}
-QUICK_PER_MODEL = {"smollm2-lora": {"max_len": 20, "batch_size": 4}, "sasrec": {"max_len": 50}}
+QUICK_PER_MODEL = {
+    "smollm2-lora": {"max_len": 20, "batch_size": 4},
+    "smollm2-lora-30l": {"max_len": 20, "batch_size": 4},
+    "sasrec": {"max_len": 50},
+}
 
 
 # ----------------------------------------------------------------------------- running one model
@@ -71,13 +107,52 @@ def finetune_command(model: str, seed: int, run_dir: Path, quick: bool, override
     if config_file:
         command += ["--config", str(REPO / config_file)]
     for key, value in options.items():
-        command += [f"--{key}", str(value)]
+        command += _option(key, value)
     return command + ["--overwrite_output_dir"]
 
 
-def run_model(model: str, seed: int, runs_dir: Path, quick: bool, overrides: dict[str, str], log_dir: Path) -> dict[str, Any]:
+def _option(key: str, value: Any) -> list[str]:
+    """One option as scripts/finetune.py reads it: --flag / --no-flag for booleans, comma-separated lists."""
+    if isinstance(value, bool):
+        return [f"--{key}" if value else f"--no-{key}"]
+    if isinstance(value, (list, tuple)):
+        return [f"--{key}", ",".join(map(str, value))]
+    return [f"--{key}", "none" if value is None else str(value)]
+
+
+def finished_run_matches(command: list[str], run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a finished run made with exactly the configuration ``command`` gives.
+
+    Compared option by option after both are parsed (the command through scripts/finetune.py's own
+    parser, the run through its training_config.yaml), so a run made by another benchmark with the same
+    options counts, and one that differs in anything that shapes the result does not.
+    """
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "training_config.yaml").is_file():
+        return False
+    from hf_seqrec.training.config import config_from_args
+
+    wanted = config_from_args(command[2:]).to_dict()
+    recorded = yaml.safe_load((run_dir / "training_config.yaml").read_text(encoding="utf-8"))
+    ignored = {"output_dir", "overwrite_output_dir", "report_to", "resume"}
+    # A run records what "auto" resolved to (timestamp_column: the column it found), so "auto" matches any value.
+    differences = {
+        k: (v, recorded.get(k)) for k, v in wanted.items() if k not in ignored and v != "auto" and recorded.get(k, v) != v
+    }
+    if differences:
+        print(f"[quality] {run_dir}: not reused, its configuration differs: {differences}", flush=True)
+    return not differences
+
+
+def run_model(
+    model: str, seed: int, runs_dir: Path, quick: bool, overrides: dict[str, str], log_dir: Path, reuse: Path | None = None
+) -> dict[str, Any]:
     run_dir = runs_dir / f"{model}-seed{seed}"
     command = finetune_command(model, seed, run_dir, quick, overrides)
+    if reuse is not None and finished_run_matches(command, reuse):
+        print(f"[quality] {model} seed {seed}: reusing {reuse}, a finished run with the same configuration", flush=True)
+        row = row_from_run(reuse, model)
+        row.update(command=shlex.join(_relative(command)), reused_from=_display_path(reuse), wall_seconds=None, quick=quick, overrides=overrides)
+        return row
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{model}-seed{seed}.log"
     print(f"[quality] {model} seed {seed}: {shlex.join(command)}", flush=True)
@@ -153,7 +228,29 @@ def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
         machine=machine_summary(),
     )
     row["validation_ndcg@10"] = round(float(metrics["validation"]["ndcg@10"]), 6)
+    row["test_ranks"] = read_test_ranks(run_dir, float(test["ndcg@10"]))
     return row
+
+
+def ndcg_at_10(ranks: Any) -> np.ndarray:
+    """Per-user NDCG@10 from 1-based ranks: 1/log2(rank+1) if rank <= 10, else 0."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+
+def read_test_ranks(run_dir: Path, test_ndcg: float) -> dict[str, list] | None:
+    """The run's per-user test ranks (``test_ranks.json``), or None where the run has none (older runs)."""
+    path = run_dir / TEST_RANKS_FILE
+    if not path.is_file():
+        print(f"[quality] {run_dir}: no {TEST_RANKS_FILE}; this row cannot enter the paired tests", flush=True)
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved.get("split") != "test" or saved.get("rank_base", 1) != 1 or len(saved["user_ids"]) != len(saved["ranks"]):
+        raise ValueError(f"{path}: expected 1-based test ranks, one per user id")
+    recomputed = float(ndcg_at_10(saved["ranks"]).mean())
+    if not math.isclose(recomputed, test_ndcg, abs_tol=1e-9):
+        raise ValueError(f"{path}: its ranks give test NDCG@10 {recomputed:.6f}, metrics.json says {test_ndcg:.6f} (stale file?)")
+    return {"user_ids": [str(user) for user in saved["user_ids"]], "ranks": [int(rank) for rank in saved["ranks"]]}
 
 
 def _display_path(path: Path) -> str:
@@ -243,10 +340,106 @@ def summarise(rows: list[dict[str, Any]], expected_models: list[str], expected_s
         if lacking:
             summary["missing"].append({"model": model, "seeds": lacking})
     models = summary["models"]
-    if LM_MODEL in models and REFERENCE_MODEL in models:
-        lm, ref = models[LM_MODEL]["ndcg@10"]["mean"], models[REFERENCE_MODEL]["ndcg@10"]["mean"]
-        summary["ratio_ndcg@10_lm_over_sasrec"] = lm / ref if ref else None
+    summary["ratios_ndcg@10_over_sasrec"] = {}
+    for lm_model in LM_MODELS:
+        if lm_model in models and REFERENCE_MODEL in models:
+            lm, ref = models[lm_model]["ndcg@10"]["mean"], models[REFERENCE_MODEL]["ndcg@10"]["mean"]
+            summary["ratios_ndcg@10_over_sasrec"][lm_model] = lm / ref if ref else None
+    if LM_MODEL in summary["ratios_ndcg@10_over_sasrec"]:
+        summary["ratio_ndcg@10_lm_over_sasrec"] = summary["ratios_ndcg@10_over_sasrec"][LM_MODEL]
     return summary
+
+
+# ----------------------------------------------------------------------------- paired tests over users
+def paired_comparison(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], n_resamples: int, seed: int) -> dict[str, Any]:
+    """Per-user test NDCG@10 of model A minus model B, seed s of A against seed s of B, user by user.
+
+    Pairs are matched by user id and pooled over the seeds both models have (where both runs kept their
+    test ranks). Returns the mean difference, the ratio of the means, a paired t-test on the pooled pairs,
+    and a paired bootstrap that resamples users (each with its pairs of every pooled seed): the 95%
+    percentile interval of the mean difference and a two-sided p-value (the resampled differences
+    centred on the observed one, counted as far from it as the observed one is from 0).
+    """
+    from scipy import stats
+
+    by_seed_a = {row["seed"]: row for row in rows_a}
+    by_seed_b = {row["seed"]: row for row in rows_b}
+    common = sorted(set(by_seed_a) & set(by_seed_b))
+    lacking = [row.get("run_dir") or f"{row['model']} seed {row['seed']}"
+               for s in common for row in (by_seed_a[s], by_seed_b[s]) if not row.get("test_ranks")]
+    seeds = [s for s in common if by_seed_a[s].get("test_ranks") and by_seed_b[s].get("test_ranks")]
+    if not common:
+        return {"computed": False, "reason": "no seed was run by both models", "lacking_test_ranks": []}
+    if not seeds:
+        runs = ", ".join(f"`{run}`" for run in lacking)
+        reason = f"run {runs} has no {TEST_RANKS_FILE}" if len(lacking) == 1 else f"runs {runs} have no {TEST_RANKS_FILE}"
+        return {"computed": False, "reason": reason, "lacking_test_ranks": lacking}
+    values_a, values_b, users = [], [], []
+    for s in seeds:
+        ranks_a, ranks_b = by_seed_a[s]["test_ranks"], by_seed_b[s]["test_ranks"]
+        ndcg_b = dict(zip(ranks_b["user_ids"], ndcg_at_10(ranks_b["ranks"])))
+        for user, value in zip(ranks_a["user_ids"], ndcg_at_10(ranks_a["ranks"])):
+            if user in ndcg_b:
+                values_a.append(value)
+                values_b.append(ndcg_b[user])
+                users.append(user)
+    a, b = np.asarray(values_a), np.asarray(values_b)
+    differences = a - b
+    mean = float(differences.mean())
+    if len(differences) < 2:
+        t_stat = p_t = None
+    elif np.all(differences == differences[0]):  # no spread: the t statistic is undefined
+        t_stat, p_t = None, 1.0 if mean == 0 else 0.0
+    else:
+        result = stats.ttest_rel(a, b)
+        t_stat, p_t = float(result.statistic), float(result.pvalue)
+    # Bootstrap over users: a user's pairs of every seed travel together (they are not independent).
+    codes, user_index = np.unique(np.asarray(users), return_inverse=True)
+    sums = np.bincount(user_index, weights=differences, minlength=len(codes))
+    counts = np.bincount(user_index, minlength=len(codes)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    resampled = []
+    for start in range(0, n_resamples, 1000):
+        picks = rng.integers(0, len(codes), size=(min(1000, n_resamples - start), len(codes)))
+        resampled.append(sums[picks].sum(axis=1) / counts[picks].sum(axis=1))
+    boot = np.concatenate(resampled)
+    as_far = int(np.sum(np.abs(boot - mean) >= abs(mean) - 1e-15))
+    mean_a, mean_b = float(a.mean()), float(b.mean())
+    return {
+        "computed": True,
+        "metric": "ndcg@10",
+        "seeds": seeds,
+        "n_users": len(codes),
+        "n_pairs": len(differences),
+        "lacking_test_ranks": lacking,
+        "seeds_not_pooled": [s for s in common if s not in seeds],
+        "mean_a": mean_a,
+        "mean_b": mean_b,
+        "mean_difference": mean,
+        "ratio_of_means": mean_a / mean_b if mean_b else None,
+        "t_test": {"method": "scipy.stats.ttest_rel on the pooled pairs (two-sided)", "statistic": t_stat,
+                   "df": len(differences) - 1, "p_value": p_t},
+        "bootstrap": {"method": "paired bootstrap over users, each with its pairs of every pooled seed (two-sided)",
+                      "n_resamples": n_resamples, "seed": seed,
+                      "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+                      "p_value": (1 + as_far) / (n_resamples + 1)},
+    }
+
+
+def paired_tests(rows: list[dict[str, Any]], n_resamples: int = PAIRED_RESAMPLES, seed: int = PAIRED_SEED) -> list[dict[str, Any]]:
+    """``paired_comparison`` of every pair in PAIRED_COMPARISONS, from the rows' stored test ranks."""
+    tests = []
+    for model_a, model_b in PAIRED_COMPARISONS:
+        rows_a = [r for r in rows if r["model"] == model_a]
+        rows_b = [r for r in rows if r["model"] == model_b]
+        absent = [m for m, model_rows in ((model_a, rows_a), (model_b, rows_b)) if not model_rows]
+        if absent:
+            names = " and ".join(f"`{m}`" for m in absent)
+            result = {"computed": False, "reason": f"{names} {'has' if len(absent) == 1 else 'have'} no rows yet", "lacking_test_ranks": []}
+        else:
+            result = paired_comparison(rows_a, rows_b, n_resamples, seed)
+        tests.append({"a": model_a, "b": model_b, **result})
+    return tests
 
 
 def _cell(stat: dict[str, Any] | None, digits: int = 4) -> str:
@@ -289,17 +482,20 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines.append("")
         lines.append("`popularity` counts the training split; it has no randomness, so its seeds agree exactly.")
     lines.append("")
-    ratio = summary.get("ratio_ndcg@10_lm_over_sasrec")
-    if ratio is not None:
-        lm = summary["models"][LM_MODEL]["ndcg@10"]["mean"]
-        ref = summary["models"][REFERENCE_MODEL]["ndcg@10"]["mean"]
-        lines.append(
-            f"**{LM_MODEL} / {REFERENCE_MODEL}, mean test NDCG@10: {lm:.4f} / {ref:.4f} = {ratio:.2f}** "
-            f"({summary['models'][LM_MODEL]['n_seeds']} and {summary['models'][REFERENCE_MODEL]['n_seeds']} seeds)."
-        )
-    else:
-        lines.append(f"**{LM_MODEL} / {REFERENCE_MODEL} ratio of test NDCG@10: not available** (one of them has no rows yet).")
+    ratios = summary.get("ratios_ndcg@10_over_sasrec", {})
+    for lm_model in LM_MODELS:
+        ratio = ratios.get(lm_model)
+        if ratio is not None:
+            lm = summary["models"][lm_model]["ndcg@10"]["mean"]
+            ref = summary["models"][REFERENCE_MODEL]["ndcg@10"]["mean"]
+            lines.append(
+                f"- **{lm_model} / {REFERENCE_MODEL}, mean test NDCG@10: {lm:.4f} / {ref:.4f} = {ratio:.2f}** "
+                f"({summary['models'][lm_model]['n_seeds']} and {summary['models'][REFERENCE_MODEL]['n_seeds']} seeds)."
+            )
+        else:
+            lines.append(f"- **{lm_model} / {REFERENCE_MODEL} ratio of test NDCG@10: not available** (one of them has no rows yet).")
     lines.append("")
+    lines += render_paired_tests(results.get("paired_tests", []))
     if summary["missing"]:
         lines += ["## Missing rows", ""]
         for item in summary["missing"]:
@@ -329,9 +525,60 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += ["", "Commands (one per row):", ""]
     for row in rows:
         note = f" — {row['note']}" if row.get("note") else ""
+        if row.get("renamed_from"):
+            note += f" (recorded as `{row['renamed_from']}`, the CPU default of the time; `--models {row['model']}` reruns it)"
         lines.append(f"- {row['model']} seed {row['seed']}: `{row.get('command')}`{note}")
     lines.append("")
     return "\n".join(lines)
+
+
+def _p(value: float | None, floor: float | None = None) -> str:
+    if value is None:
+        return "—"
+    if floor is not None and value <= floor:
+        return f"≤ {value:.1g}"
+    return f"{value:.2g}" if value < 0.01 else f"{value:.3f}"
+
+
+def render_paired_tests(tests: list[dict[str, Any]]) -> list[str]:
+    if not tests:
+        return []
+    done = [t for t in tests if t["computed"]]
+    lines = [
+        "## Paired tests over users (test NDCG@10)",
+        "",
+        "Per-user test NDCG@10 of A minus B, user by user (matched by user id), seed s of A against seed s of B, "
+        "pooled over the seeds both have. p-values are two-sided: a paired t-test on the pooled pairs (it takes them "
+        "as independent, though a user appears once per seed), and a paired bootstrap that resamples users, each with "
+        f"its pairs of every pooled seed ({PAIRED_RESAMPLES:,} resamples, seed {PAIRED_SEED}; the interval is its 95% "
+        "percentile interval of the mean difference).",
+        "",
+    ]
+    if done:
+        lines += [
+            "| A − B | seeds pooled | users | pairs | NDCG@10 A | NDCG@10 B | mean difference [95% bootstrap] | A / B | t-test p | bootstrap p |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for t in done:
+            boot = t["bootstrap"]
+            low, high = boot["ci95"]
+            ratio = f"{t['ratio_of_means']:.2f}" if t["ratio_of_means"] is not None else "—"
+            lines.append(
+                f"| {t['a']} − {t['b']} | {len(t['seeds'])} ({', '.join(map(str, t['seeds']))}) | {t['n_users']} | {t['n_pairs']} | "
+                f"{t['mean_a']:.4f} | {t['mean_b']:.4f} | {t['mean_difference']:+.4f} [{low:+.4f}, {high:+.4f}] | {ratio} | "
+                f"{_p(t['t_test']['p_value'])} | {_p(boot['p_value'], floor=1 / (boot['n_resamples'] + 1))} |"
+            )
+        lines.append("")
+    for t in tests:
+        if not t["computed"]:
+            lines.append(f"- {t['a']} − {t['b']}: not computed: {t['reason']}.")
+        elif t["lacking_test_ranks"]:
+            runs = ", ".join(f"`{run}`" for run in t["lacking_test_ranks"])
+            seeds = ", ".join(map(str, t.get("seeds_not_pooled", [])))
+            lines.append(f"- {t['a']} − {t['b']}: seed(s) {seeds} not pooled: no {TEST_RANKS_FILE} in {runs}.")
+    if any(t["lacking_test_ranks"] for t in tests):
+        lines += ["", f"Rows made before runs wrote `{TEST_RANKS_FILE}` have no per-user ranks; rerunning them adds them.", ""]
+    return lines
 
 
 def render_chart(results: dict[str, Any], path: Path) -> None:
@@ -344,13 +591,13 @@ def render_chart(results: dict[str, Any], path: Path) -> None:
     if not models:
         return
     names = [name for name, _ in models]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for axis, metric in zip(axes, ("ndcg@10", "hr@10")):
         means = [entry[metric]["mean"] for _, entry in models]
         errors = [entry[metric]["ci95_half_width"] or 0.0 for _, entry in models]
-        axis.bar(names, means, yerr=errors, capsize=4, color=["#888888" if n == "popularity" else "#4477aa" if n != LM_MODEL else "#cc6677" for n in names])
+        axis.bar(names, means, yerr=errors, capsize=4, color=["#888888" if n == "popularity" else "#cc6677" if n in LM_MODELS else "#4477aa" for n in names])
         axis.set_title(f"test {metric.upper()} (mean, 95% CI over seeds)")
-        axis.tick_params(axis="x", rotation=20)
+        axis.tick_params(axis="x", rotation=25)
         for index, (_, entry) in enumerate(models):
             axis.annotate(f"n={entry['n_seeds']}", (index, 0), ha="center", va="bottom", fontsize=8, color="white")
     figure.suptitle(results["title"])
@@ -361,9 +608,20 @@ def render_chart(results: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _json_text(value: Any, indent: int = 0) -> str:
+    """Indented JSON with each list of plain values on one line (a row's per-user ranks stay one line)."""
+    pad, inner = " " * indent, " " * (indent + 2)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(str(k))}: {_json_text(v, indent + 2)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        return "[\n" + ",\n".join(f"{inner}{_json_text(v, indent + 2)}" for v in value) + f"\n{pad}]"
+    return json.dumps(value)
+
+
 def write_results(results_dir: Path, name: str, results: dict[str, Any]) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".json", json.dumps(results, indent=2) + "\n"), (".md", render_markdown(results))):
+    for suffix, text in ((".json", _json_text(results) + "\n"), (".md", render_markdown(results))):
         path = results_dir / f"{name}{suffix}"
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
@@ -384,6 +642,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", help="results file stem (default ml100k, or ml100k-quick with --quick)")
     parser.add_argument("--note", help="a note stored with every row this invocation adds (e.g. why epochs were capped)")
     parser.add_argument("--report_only", action="store_true", help="rebuild the table and chart from the JSON without running anything")
+    parser.add_argument(
+        "--reuse", action="append", default=[], metavar="SEED=DIR",
+        help="take that seed's row from a finished run directory (e.g. an ablation) when its configuration is the model's",
+    )
     return parser.parse_args(argv)
 
 
@@ -417,8 +679,9 @@ def main(argv: list[str] | None = None) -> int:
                         row["note"] = args.note
                 new_rows += lm_rows
                 continue
+            reuse = {int(seed): Path(directory) for seed, _, directory in (item.partition("=") for item in args.reuse)}
             for seed in seeds:
-                row = run_model(model, seed, runs_dir, args.quick, overrides, runs_dir / "logs")
+                row = run_model(model, seed, runs_dir, args.quick, overrides, runs_dir / "logs", reuse.get(seed))
                 if args.note:
                     row["note"] = args.note
                 print(f"[quality] {model} seed {seed}: test NDCG@10 {row['ndcg@10']:.4f} HR@10 {row['hr@10']:.4f} "
@@ -447,6 +710,7 @@ def _assemble(previous: dict[str, Any], rows: list[dict[str, Any]], args: argpar
         "rows": rows,
     }
     results["summary"] = summarise(rows, results["expected_models"], expected_seeds)
+    results["paired_tests"] = paired_tests(rows)
     return results
 
 
