@@ -41,6 +41,16 @@ def _same_weights(kept: torch.nn.Module, original: torch.nn.Module) -> bool:
     return kept_state.keys() == original_state.keys() and all(torch.equal(kept_state[k], original_state[k]) for k in kept_state)
 
 
+def _saved_and_reloaded(model: SeqRecForNextItem, tmp_path) -> SeqRecForNextItem:
+    """The model after save_pretrained and from_pretrained, checked to score exactly as before."""
+    model.eval()
+    expected = model(HISTORY).logits
+    model.save_pretrained(tmp_path / "ckpt")
+    reloaded = SeqRecForNextItem.from_pretrained(tmp_path / "ckpt")
+    torch.testing.assert_close(reloaded(HISTORY).logits, expected)
+    return reloaded
+
+
 def test_llama_backbone_keeps_the_pretrained_first_layers_and_reloads_them(catalog, tmp_path):
     model, _ = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, backbone_layers=1, max_len=8)
     full = AutoModel.from_pretrained(resolve_backbone("tiny-llama"))
@@ -49,12 +59,8 @@ def test_llama_backbone_keeps_the_pretrained_first_layers_and_reloads_them(catal
     assert model.config.backbone_layers == 1 and model.config.backbone_config["num_hidden_layers"] == 1
     assert _same_weights(backbone.layers[0], full.layers[0])
 
-    model.eval()
-    expected = model(HISTORY).logits
-    model.save_pretrained(tmp_path / "ckpt")
-    reloaded = SeqRecForNextItem.from_pretrained(tmp_path / "ckpt")
+    reloaded = _saved_and_reloaded(model, tmp_path)
     assert len(reloaded.get_backbone().layers) == 1
-    torch.testing.assert_close(reloaded(HISTORY).logits, expected)
 
 
 def test_gpt2_style_backbone_is_cut_through_n_layer(catalog, gpt2_dir, tmp_path):
@@ -65,12 +71,8 @@ def test_gpt2_style_backbone_is_cut_through_n_layer(catalog, gpt2_dir, tmp_path)
     backbone = model.get_backbone()
     assert len(backbone.h) == 2 and backbone.config.n_layer == 2
     assert all(_same_weights(backbone.h[i], full.h[i]) for i in range(2))
-    model.eval()
-    expected = model(HISTORY).logits
-    model.save_pretrained(tmp_path / "ckpt")
-    reloaded = SeqRecForNextItem.from_pretrained(tmp_path / "ckpt")
+    reloaded = _saved_and_reloaded(model, tmp_path)
     assert len(reloaded.get_backbone().h) == 2
-    torch.testing.assert_close(reloaded(HISTORY).logits, expected)
 
 
 @pytest.mark.parametrize("layers", [0, 3, -1])

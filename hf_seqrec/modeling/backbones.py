@@ -132,10 +132,9 @@ def keep_first_layers(config: PretrainedConfig, num_layers: int, source: str = "
         raise ValueError(f"backbone_layers: expected a number of layers in 1..{available} for {source}, got {num_layers!r}")
     config = copy.deepcopy(config)
     config.num_hidden_layers = num_layers
-    for name in ("layer_types",):
-        per_layer = getattr(config, name, None)
-        if isinstance(per_layer, (list, tuple)) and len(per_layer) == available:
-            setattr(config, name, list(per_layer)[:num_layers])
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, (list, tuple)) and len(layer_types) == available:
+        config.layer_types = list(layer_types)[:num_layers]
     return config
 
 
