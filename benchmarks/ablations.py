@@ -5,12 +5,14 @@
     python benchmarks/ablations.py --study depth --variants layers-4,layers-12
     python benchmarks/ablations.py --report_only
 
-Three studies, each with its own base, pinned option by option so that a row reproduces whatever
+Four studies, each with its own base, pinned option by option so that a row reproduces whatever
 ``configs/cpu.yaml`` later becomes:
 
 - ``one-epoch``: one epoch of the CPU default of its time (all 30 layers, batch 16, no score offset).
 - ``depth``: how many of SmolLM2's 30 decoder layers to keep (``--backbone_layers``), each for 3 epochs
   of the previous CPU default (constant learning rate, batch 8, score offset), seed 0.
+- ``item-text``: how the LM reads item text: contextual encodings of the texts for the item table, and
+  ``--input_mode id+text`` (item vectors followed by text tokens) at the base's training time.
 - ``convergence``: the levers for training the 8-layer LM to convergence (schedule, regularisation,
   LoRA placement and rank, an untied output table, context length), one change each against a base of
   8 layers with a warm-up and cosine decay, seed 0 unless a variant says otherwise.
@@ -113,6 +115,24 @@ STUDIES: dict[str, Study] = {
             "epochs-10": ("10 epochs of cosine decay instead of 6", {"num_epochs": 10}),
         },
     ),
+    "item-text": Study(
+        title="How the LM reads item text",
+        base_description="the convergence study's base (8 layers, 6 epochs, warm-up and cosine decay, item table from the mean "
+        "input token embedding of each text), seed 0",
+        base={**CONVERGENCE_BASE, "seed": 0, "report_to": "none"},
+        variants={
+            "base": ("the study's base (the convergence study's base run)", {}),
+            "contextual-encoding": (
+                "item table started from contextual encodings: all 30 pretrained layers read each text, final states mean-pooled",
+                {"item_text_encoder": "mean-pooled", "item_text_encoder_layers": 30},
+            ),
+            "id-text": (
+                "`--input_mode id+text`: the 5 most recent items each followed by the first 16 tokens of their text, at the base's "
+                "training time (3 epochs, cosine decay over 900 steps: a step costs 2.4x an id step)",
+                {"input_mode": "id+text", "text_items_in_context": 5, "item_text_max_tokens": 16, "num_epochs": 3, "max_steps": 900},
+            ),
+        },
+    ),
 }
 
 
@@ -185,6 +205,11 @@ def _other_benchmarks() -> list[str]:
                 f"cold-target HR@10 {plain['cold_hr@10']['mean']:.4f} → {text['cold_hr@10']['mean']:.4f}, all targets NDCG@10 "
                 f"{plain['ndcg@10']['mean']:.4f} → {text['ndcg@10']['mean']:.4f}."
             )
+    encoding = results / "text-encoding.json"
+    if encoding.is_file():
+        rows = {row["encoder"]: row for row in json.loads(encoding.read_text(encoding="utf-8"))["rows"]}
+        parts = [f"{name} {row['encode_seconds']:.1f} s, probe NDCG@10 {row['ndcg@10']:.4f}" for name, row in rows.items()]
+        lines.append(f"- **Item text encoders** (`text-encoding.md`: encoding the 1,682 texts on this CPU; training-free probe): {'; '.join(parts)}.")
     batching = results / "batching-cpu.json"
     if batching.is_file():
         data = json.loads(batching.read_text(encoding="utf-8"))

@@ -84,7 +84,8 @@ def main() -> None:
     table = model.item_table
     with torch.no_grad():
         vectors = table.vectors().float()
-        id_part = table.weight * table.has_id_embedding[:, None] if table.text_tower else torch.zeros_like(table.weight)
+        id_rows = table.weight if table.text_design == "projection" else table.bounded_deltas()
+        id_part = id_rows * table.has_id_embedding[:, None] if table.text_tower else torch.zeros_like(table.weight)
         text_vectors = (vectors - id_part).float() if table.text_tower else vectors
     targets = torch.tensor(test["target"])
     histories = [row["history"] for row in rows]

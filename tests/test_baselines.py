@@ -219,7 +219,7 @@ def test_gru4rec_through_finetune_trains_saves_and_reloads_to_the_same_metrics(m
         """
     )
     env = dict(_env(), HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONPATH="")
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.split("RESULT", 1)[1])
     assert out["hf_seqrec"] == [] and out["backbone"].startswith("transformers_modules.")

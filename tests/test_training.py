@@ -72,6 +72,10 @@ def test_run_writes_a_reloadable_checkpoint_and_full_metrics(reference_run):
     assert metrics["test"]["n_users"] == 120 and metrics["n_items"] == 1682
     assert metrics["protocol"]["masking"].startswith("items in the user's input history are masked")
     assert metrics["training"]["optimizer_steps"] == 24
+    # The card shows one real explanation of this model: the first test user's top recommendation.
+    card = (reference_run / "README.md").read_text()
+    example = card.split("For example, test user `", 1)[1]
+    assert "as the top recommendation" in example and example.count("\n- ") >= 3
 
 
 def test_evaluate_script_reproduces_the_saved_test_metrics(reference_run, tmp_path):

@@ -309,3 +309,27 @@ def _build_catalog(
         "n_items_without_metadata": len(without),
     }
     return catalog, report
+
+
+def load_user_histories(config: DataConfig) -> tuple[dict[str, list[str]], dict]:
+    """Each user's whole history (external item ids, oldest first), read exactly as ``prepare_data`` reads it.
+
+    The same loading, validation, ``min_rating`` and ``k_core`` filters and time order as training,
+    but no catalogue and no split: recommending for a user reads everything the user did, targets
+    included. Users come in order of first appearance in the data. Returns ``(histories, report)``.
+    """
+    interactions, _, sources = _load(config)
+    n_loaded = len(interactions)
+    interactions = _filter_by_rating(interactions, config.min_rating, sources[0])
+    try:
+        interactions = k_core_filter(interactions, config.k_core)
+    except DataValidationError as error:
+        raise _naming_source(error, sources[0]) from None
+    histories = user_sequences(interactions)
+    report = {
+        "n_interactions": len(interactions),
+        "n_interactions_dropped": n_loaded - len(interactions),
+        "n_users": len(histories),
+        "timestamp_column": _timestamp_column_used(config, interactions),
+    }
+    return histories, report

@@ -34,9 +34,18 @@ HEADLINE_KS = (1, 5, 10, 20)
 
 
 def write_model_card(
-    directory: str | os.PathLike, metrics: dict[str, Any], training_config: dict[str, Any], *, template: str | os.PathLike | None = None
+    directory: str | os.PathLike,
+    metrics: dict[str, Any],
+    training_config: dict[str, Any],
+    *,
+    template: str | os.PathLike | None = None,
+    example_explanation: dict[str, Any] | None = None,
 ) -> Path:
-    """Render the model card of the checkpoint in ``directory``; returns the path of its README.md."""
+    """Render the model card of the checkpoint in ``directory``; returns the path of its README.md.
+
+    ``example_explanation`` (from :func:`hf_seqrec.training.trainer.example_explanation`): one real
+    recommendation of the model with the history items that drove it, shown in the card.
+    """
     directory = Path(directory)
     template_path = Path(template) if template is not None else TEMPLATE
     if not template_path.is_file():
@@ -47,7 +56,12 @@ def write_model_card(
     history = (metrics.get("training") or {}).get("history") or []
     has_curve = write_training_curve(directory / CURVE, history)
     text = render_model_card(
-        metrics, training_config, template_path.read_text(encoding="utf-8"), example_ids=_example_ids(directory), has_curve=has_curve
+        metrics,
+        training_config,
+        template_path.read_text(encoding="utf-8"),
+        example_ids=_example_ids(directory),
+        has_curve=has_curve,
+        example_explanation=example_explanation,
     )
     path = directory / README
     tmp = path.with_name(f".{README}.tmp")
@@ -57,7 +71,13 @@ def write_model_card(
 
 
 def render_model_card(
-    metrics: dict[str, Any], training_config: dict[str, Any], template: str, *, example_ids: list[str] | None = None, has_curve: bool = True
+    metrics: dict[str, Any],
+    training_config: dict[str, Any],
+    template: str,
+    *,
+    example_ids: list[str] | None = None,
+    has_curve: bool = True,
+    example_explanation: dict[str, Any] | None = None,
 ) -> str:
     """The README.md text (pure function of its inputs; see `write_model_card`)."""
     protocol = metrics.get("protocol") or {}
@@ -92,6 +112,7 @@ def render_model_card(
         "results_section": _results_section(metrics),
         "training_section": _training_section(metrics, has_curve),
         "training_config": yaml.safe_dump(training_config, sort_keys=False).strip(),
+        "example_explanation": _explanation_example(example_explanation),
     }
     text = string.Template(template).substitute(values)
     if not has_curve:
@@ -170,6 +191,22 @@ def _depth_note(backbone_layers: int | None) -> str:
 
 
 # ----------------------------------------------------------------------------- sections
+def _explanation_example(example: dict[str, Any] | None) -> str:
+    """One real explanation: the user's most recent items, the recommendation, and what drove it."""
+    if not example:
+        return ""
+    recent = ", ".join(f"*{text}*" for text in example["recent_history"])
+    lines = [
+        "",
+        f"For example, test user `{example['user_id']}` of the training data (the {example['history_length']} most recent "
+        f"items read, ending with {recent}) gets **{example['recommended']['text']}** (`{example['recommended']['item_id']}`) "
+        f"as the top recommendation. The history items that raise its score most (occlusion: the score's drop without them):",
+        "",
+    ]
+    lines += [f"- {entry['text']} (`{entry['item_id']}`): {entry['contribution']:+.3f}" for entry in example["top_contributions"]]
+    return "\n".join(lines)
+
+
 def _data_section(metrics: dict, config: dict, dataset_name: str) -> str:
     report = metrics.get("data_report") or {}
     lines = [f"- Dataset: **{dataset_name}**" + (" (ratings treated as implicit interactions)" if config.get("min_rating") is None else "")]
@@ -193,7 +230,47 @@ def _data_section(metrics: dict, config: dict, dataset_name: str) -> str:
         f"- Item text (initialises the item table): {template}" if template else "- Item text: the dataset's rendered item text (e.g. title with year, then genres)"
     )
     lines.append(f"- History length read by the model: the most recent {config.get('max_len', '?')} items")
+    lines.append(_input_mode_line(config))
+    lines += _item_text_lines(config)
     return "\n".join(lines)
+
+
+def _item_text_lines(config: dict) -> list[str]:
+    """How item text was encoded, and how the text tower (if any) turns it into item vectors."""
+    if not config.get("item_text_init", True):
+        return []
+    encoder = config.get("item_text_encoder", "token-embeddings")
+    if encoder == "token-embeddings":
+        encoded = "the mean of the backbone's input token embeddings of the text"
+    else:
+        layers = config.get("item_text_encoder_layers") or config.get("backbone_layers")
+        depth = f"the first {layers} pretrained decoder layers" if layers else "the pretrained decoder"
+        pooling = "averaged" if encoder == "mean-pooled" else "its last state taken"
+        encoded = f"{depth} (LoRA off) read the text and their final hidden states are {pooling}"
+    prompt = config.get("item_text_prompt")
+    lines = [f"- Item text encoding (`{encoder}`): {encoded}" + (f", the text wrapped in `{prompt}`" if prompt else "")]
+    if config.get("item_text_tower"):
+        design = config.get("item_text_design", "projection")
+        described = {
+            "projection": "a learned projection of the text encoding plus an ID embedding for items seen in training",
+            "bounded-delta": f"a frozen content vector from the text plus a trained delta of norm at most {config.get('item_delta_max')} of it",
+            "null-space": "a frozen content vector from the text plus a trained delta confined to the directions the text leaves empty",
+        }.get(design, design)
+        lines.append(f"- Text tower (`{design}`): an item's vector is {described}; items never trained on use the text part alone")
+        if config.get("item_text_popularity"):
+            lines.append("- Items without an ID embedding take a score offset predicted from their text")
+    return lines
+
+
+def _input_mode_line(config: dict) -> str:
+    """How each history item enters the backbone (`input_mode`), with the text sizes of "id+text"."""
+    if config.get("input_mode") == "id+text":
+        return (
+            f"- Input (`input_mode: id+text`): every item is read as its item vector; the {config.get('text_items_in_context', '?')} "
+            f"most recent ones are each followed by the first {config.get('item_text_max_tokens', '?')} tokens of their text "
+            "(the backbone's own token embeddings), and the next item is predicted after an item's last text token"
+        )
+    return "- Input (`input_mode: id`): one position per item, its item vector"
 
 
 def _protocol_section(protocol: dict, n_resamples: int | None = None) -> str:

@@ -6,8 +6,14 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
-# How an item enters the backbone; "id" (one position per item, from the item table) is the one built.
-INPUT_MODES = ("id",)
+from .text_encoding import TEXT_ENCODERS, check_text_prompt
+
+# How a text tower builds an item's vector (see ItemTable in modeling_seqrec.py).
+TEXT_DESIGNS = ("projection", "bounded-delta", "null-space")
+
+# How an item enters the backbone: "id" is one position per item, from the item table; "id+text" also
+# reads the text tokens of the most recent items (see text_inputs.py).
+INPUT_MODES = ("id", "id+text")
 
 
 class SeqRecConfig(PretrainedConfig):
@@ -37,7 +43,14 @@ class SeqRecConfig(PretrainedConfig):
         max_len (`int`, defaults to 50):
             Most recent items the model reads; longer histories are truncated on the left.
         input_mode (`str`, defaults to `"id"`):
-            `"id"`: one position per item, fed from the item table.
+            `"id"`: one position per item, fed from the item table. `"id+text"`: as `"id"`, but each of
+            the `text_items_in_context` most recent items is followed by the backbone's token embeddings
+            of its text (at most `item_text_max_tokens` tokens), and the next item is predicted from the
+            item's last text token. The model holds the items' token ids (`set_item_text_tokens`).
+        text_items_in_context (`int`, defaults to 5):
+            With `input_mode="id+text"`: how many of the most recent items are read with their text.
+        item_text_max_tokens (`int`, defaults to 16):
+            With `input_mode="id+text"`: the most tokens of an item's text read (the first ones).
         use_lora (`bool`, defaults to `True`):
             Adapt a pretrained backbone with LoRA instead of training it in full.
         lora_r, lora_alpha, lora_dropout, lora_target_modules:
@@ -61,6 +74,30 @@ class SeqRecConfig(PretrainedConfig):
             Add a learned per-item offset to every score, so the items' popularity sits there
             instead of in the item vectors. Training starts it at each item's log training
             frequency (`ItemTable.set_score_bias_from_counts`).
+        item_text_design (`str`, defaults to `"projection"`):
+            How the text tower builds an item's vector: `"projection"` (a learned projection of the
+            text encoding plus an ID embedding), `"bounded-delta"` (a frozen content vector plus a
+            trained per-item delta of bounded norm) or `"null-space"` (the delta confined to the
+            directions the text encodings leave empty). See `ItemTable`.
+        item_delta_max (`float`, *optional*, defaults to 0.5):
+            With the `bounded-delta` and `null-space` designs: the largest delta norm, relative to the
+            content vector's norm (`None`: unbounded, `null-space` only).
+        item_semantic_variance (`float`, defaults to 0.9):
+            With the `null-space` design: the share of the text encodings' variance the text subspace keeps.
+        item_text_popularity (`bool`, defaults to `False`):
+            With `item_text_tower` and `item_score_bias`: an item without an ID embedding (cold, added
+            later, or with its ID dropped in a training step) takes a score offset predicted from its
+            text by a trained linear map, instead of the offset of an item of unknown popularity.
+        item_text_encoder (`str`, defaults to `"token-embeddings"`):
+            How an item's text becomes a vector: `"token-embeddings"` (the mean of the backbone's input
+            token embeddings of the text), `"mean-pooled"` or `"last-token"` (the frozen pretrained
+            decoder reads the text and its final hidden states are averaged, or the last one taken).
+        item_text_prompt (`str`, *optional*):
+            A template with a `{text}` field the item's text is wrapped in before it is encoded.
+        item_text_encoder_layers (`int`, *optional*):
+            With a contextual encoder: how many of the pretrained model's decoder layers read the text.
+            Filled in when the model is built (the backbone's own depth unless set), so a checkpoint
+            encodes items added later exactly as its training run did; may exceed `backbone_layers`.
         tie_item_table (`bool`, defaults to `True`):
             Score items with the same table that feeds them in (tied). `False` gives the scores a second
             item table of their own (initialised like the first); not available with `item_text_tower`,
@@ -81,6 +118,8 @@ class SeqRecConfig(PretrainedConfig):
         hidden_size: int | None = None,
         max_len: int = 50,
         input_mode: str = "id",
+        text_items_in_context: int = 5,
+        item_text_max_tokens: int = 16,
         use_lora: bool = True,
         lora_r: int = 8,
         lora_alpha: int = 16,
@@ -93,10 +132,20 @@ class SeqRecConfig(PretrainedConfig):
         item_score_bias: bool = False,
         tie_item_table: bool = True,
         initializer_range: float = 0.02,
+        item_text_design: str = "projection",
+        item_delta_max: float | None = 0.5,
+        item_semantic_variance: float = 0.9,
+        item_text_popularity: bool = False,
+        item_text_encoder: str = "token-embeddings",
+        item_text_prompt: str | None = None,
+        item_text_encoder_layers: int | None = None,
         **kwargs: Any,
     ) -> None:
         if input_mode not in INPUT_MODES:
             raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
+        for name, value in (("text_items_in_context", text_items_in_context), ("item_text_max_tokens", item_text_max_tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if num_items < 1:
             raise ValueError(f"num_items must be at least 1, got {num_items}")
         if max_len < 1:
@@ -115,6 +164,8 @@ class SeqRecConfig(PretrainedConfig):
         self.hidden_size = hidden_size
         self.max_len = max_len
         self.input_mode = input_mode
+        self.text_items_in_context = text_items_in_context
+        self.item_text_max_tokens = item_text_max_tokens
         self.use_lora = use_lora
         self.lora_r = lora_r
         self.lora_alpha = lora_alpha
@@ -135,6 +186,30 @@ class SeqRecConfig(PretrainedConfig):
             raise ValueError("tie_item_table=False is not available with item_text_tower=True: cold items are scored from their text")
         self.tie_item_table = tie_item_table
         self.initializer_range = initializer_range
+        if item_text_design not in TEXT_DESIGNS:
+            raise ValueError(f"item_text_design must be one of {TEXT_DESIGNS}, got {item_text_design!r}")
+        if item_delta_max is not None and not item_delta_max > 0:
+            raise ValueError(f"item_delta_max must be positive or None, got {item_delta_max}")
+        if item_delta_max is None and item_text_design == "bounded-delta":
+            raise ValueError("item_delta_max=None (unbounded) is not available with item_text_design='bounded-delta'")
+        if not 0.0 < item_semantic_variance < 1.0:
+            raise ValueError(f"item_semantic_variance must be in (0, 1), got {item_semantic_variance}")
+        if item_text_encoder not in TEXT_ENCODERS:
+            raise ValueError(f"item_text_encoder must be one of {TEXT_ENCODERS}, got {item_text_encoder!r}")
+        check_text_prompt(item_text_prompt)
+        if item_text_encoder_layers is not None and (
+            isinstance(item_text_encoder_layers, bool) or not isinstance(item_text_encoder_layers, int) or item_text_encoder_layers < 1
+        ):
+            raise ValueError(f"item_text_encoder_layers must be a positive number of decoder layers or None, got {item_text_encoder_layers!r}")
+        self.item_text_design = item_text_design
+        self.item_delta_max = item_delta_max
+        self.item_semantic_variance = item_semantic_variance
+        if item_text_popularity and not (item_text_tower and item_score_bias):
+            raise ValueError("item_text_popularity needs item_text_tower=True and item_score_bias=True")
+        self.item_text_popularity = item_text_popularity
+        self.item_text_encoder = item_text_encoder
+        self.item_text_prompt = item_text_prompt
+        self.item_text_encoder_layers = item_text_encoder_layers
         if not __name__.startswith("transformers_modules."):
             # A checkpoint names its own copy of the pipeline in "custom_pipelines" (for processes
             # without hf_seqrec). transformers prefers that entry to the registered "next-item" task and

@@ -22,7 +22,9 @@ from transformers.utils import ModelOutput
 # Same-folder import (copied into checkpoints with this file): registers the from-scratch baseline
 # backbones with AutoConfig/AutoModel, so a GRU4Rec or LSTM checkpoint rebuilds its backbone anywhere.
 from .baselines import is_baseline_backbone
-from .configuration_seqrec import SeqRecConfig
+from .configuration_seqrec import TEXT_DESIGNS, SeqRecConfig
+from .text_inputs import ItemTextInputs, gather_item_states
+from .text_encoding import TOKEN_EMBEDDINGS, adapters_disabled, contextual_encodings, mean_token_embeddings, render_prompt
 
 ITEM_TABLE_FILE = "item_table.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -34,8 +36,16 @@ CATALOG_FILE = "item_catalog.jsonl"
 IGNORE_INDEX = -100
 # The next-item pipeline (hf_seqrec/pipelines/next_item.py), copied next to this file in every checkpoint.
 PIPELINE_FILE = "next_item.py"
+# Same-folder modules next_item.py imports (explanations, inference precision), copied with it.
+PIPELINE_MODULE_FILES = ("explain.py", "precision.py")
 POPULARITY_FILE = "item_popularity.json"
 PIPELINE_TASK = "next-item"
+# How a text tower builds an item's vector (see ItemTable).
+PROJECTION, BOUNDED_DELTA, NULL_SPACE = TEXT_DESIGNS
+# L2 penalty of the ridge regression that starts the text popularity map (standardised text features).
+TEXT_OFFSET_RIDGE = 100.0
+# Every item's text encoding, kept with the checkpoint so it is computed once per catalogue.
+TEXT_ENCODINGS_FILE = "item_text_encodings.safetensors"
 
 
 @dataclass
@@ -74,6 +84,20 @@ class ItemTable(nn.Module):
     rescaling the kept ones), so a text-only item is a state the model is trained on: a cold item
     at test time looks like a warm item whose ID was dropped.
 
+    `text_design` says how the tower builds that vector. `"projection"` is the above. With
+    `"bounded-delta"` an item's vector is its frozen content vector (the standardised text encoding,
+    scaled to a fixed length) plus a trained delta whose norm is at most `delta_max` times that
+    length; a cold item is its content vector. Nothing maps the text, so a new item lands exactly
+    where a trained item with the same text started, and no trained item is ever far from it.
+    `"null-space"` keeps the text in the subspace holding `semantic_variance` of the encodings'
+    variance (whitened) and lets the deltas use only the directions the text leaves empty, so
+    the ID part never overwrites what the text says (bounded by `delta_max` too, unless it is None).
+
+    With `text_popularity=True` (and `score_bias`), an item without an ID embedding takes the score
+    offset a linear map predicts from its standardised text encoding, instead of the one offset of
+    an item of unknown popularity. ID dropout trains the map: an item whose ID a pass drops is
+    scored with the predicted offset, so the map learns how popular items with such texts are.
+
     With `score_bias=True` every item also has a scalar added to its score (`bias[i]`, started at the
     item's log training frequency by :meth:`set_score_bias_from_counts`), so popularity does not
     have to be learned into the vectors. Items without an ID
@@ -90,8 +114,14 @@ class ItemTable(nn.Module):
         id_dropout: float = 0.0,
         score_bias: bool = False,
         tied: bool = True,
+        text_design: str = PROJECTION,
+        delta_max: float | None = 0.5,
+        semantic_variance: float = 0.9,
+        text_popularity: bool = False,
     ) -> None:
         super().__init__()
+        if text_design not in TEXT_DESIGNS:
+            raise ValueError(f"text_design must be one of {TEXT_DESIGNS}, got {text_design!r}")
         self.weight = nn.Parameter(torch.empty(num_items, hidden_size))
         # Untied: the scores use a second table of their own (`output_weight`), so what an item
         # means as context and what makes it a likely next item are learned apart.
@@ -99,12 +129,32 @@ class ItemTable(nn.Module):
         self.text_tower = text_tower
         self.id_dropout = id_dropout
         self.bias = nn.Parameter(torch.zeros(num_items)) if score_bias else None
+        self.text_design = text_design
+        self.text_popularity = text_popularity
+        self.delta_max = delta_max
+        self.semantic_variance = semantic_variance
         if text_tower:
             self.register_buffer("text_features", torch.zeros(num_items, hidden_size))
             self.register_buffer("text_mean", torch.zeros(hidden_size))
             self.register_buffer("text_scale", torch.ones(hidden_size))
             self.register_buffer("has_id_embedding", torch.ones(num_items))
-            self.text_projection = nn.Linear(hidden_size, hidden_size)
+            if text_design == PROJECTION:
+                self.text_projection = nn.Linear(hidden_size, hidden_size)
+            else:
+                # The frozen content vectors' length: the mean norm of the raw text encodings, so
+                # they enter the backbone at the scale of the embeddings it was trained on.
+                self.register_buffer("content_norm", torch.ones(()))
+            if text_popularity:
+                if not score_bias:
+                    raise ValueError("text_popularity needs score_bias=True: it predicts the score offset of items without one")
+                # An item without an ID embedding takes the offset this predicts from its text.
+                self.text_offset = nn.Linear(hidden_size, 1)
+            if text_design == NULL_SPACE:
+                # Right singular vectors of the centred text encodings, their spreads, and which of
+                # them carry the text (the rest are the null space the ID deltas live in).
+                self.register_buffer("text_basis", torch.eye(hidden_size))
+                self.register_buffer("text_spread", torch.ones(hidden_size))
+                self.register_buffer("semantic_mask", torch.ones(hidden_size))
 
     @property
     def num_items(self) -> int:
@@ -138,9 +188,44 @@ class ItemTable(nn.Module):
     def _vectors(self, uses_id: torch.Tensor | None) -> torch.Tensor:
         if uses_id is None:
             return self.weight
-        standardised = (self.text_features - self.text_mean) / self.text_scale
-        text_part = self.text_projection(standardised.to(self.text_projection.weight.dtype))
-        return text_part + self.weight * uses_id.to(self.weight.dtype).unsqueeze(1)
+        if self.text_design == PROJECTION:
+            standardised = (self.text_features - self.text_mean) / self.text_scale
+            text_part = self.text_projection(standardised.to(self.text_projection.weight.dtype))
+            return text_part + self.weight * uses_id.to(self.weight.dtype).unsqueeze(1)
+        return self.content_vectors().to(self.weight.dtype) + self.bounded_deltas() * uses_id.to(self.weight.dtype).unsqueeze(1)
+
+    def content_vectors(self) -> torch.Tensor:
+        """`[num_items, hidden]`: each item's frozen content vector (bounded-delta and null-space designs).
+
+        `bounded-delta`: the standardised text encoding scaled to `content_norm`. `null-space`: its
+        whitened component in the subspace that holds `semantic_variance` of the text encodings'
+        variance, scaled the same way. Unit direction times a fixed length: every item, trained or
+        not, sits on the same sphere, so a new item is as reachable as a trained one.
+        """
+        if self.text_design == NULL_SPACE:
+            centred = self.text_features - self.text_mean
+            coordinates = centred @ self.text_basis / self.text_spread * self.semantic_mask
+            direction = coordinates @ self.text_basis.T
+        else:
+            direction = (self.text_features - self.text_mean) / self.text_scale
+        return F.normalize(direction, dim=1) * self.content_norm
+
+    def bounded_deltas(self) -> torch.Tensor:
+        """`[num_items, hidden]`: the trained per-item corrections, each no longer than `delta_max` × `content_norm`.
+
+        The bound keeps a trained item within a fixed angle of its content vector (cosine at least
+        `sqrt(1 - delta_max**2)`), so trained items cannot drift into regions no cold item reaches.
+        The null-space design first projects each delta onto the directions the text does not use.
+        """
+        delta = self.weight
+        if self.text_design == NULL_SPACE:
+            null = self.text_basis * (1.0 - self.semantic_mask)
+            delta = delta @ null.to(delta.dtype) @ self.text_basis.T.to(delta.dtype)
+        if self.delta_max is None:
+            return delta
+        limit = self.delta_max * self.content_norm.to(delta.dtype)
+        norms = delta.norm(dim=1, keepdim=True)
+        return delta * torch.clamp(limit / norms.clamp(min=1e-12), max=1.0)
 
     @torch.no_grad()
     def set_text_features(self, encodings: torch.Tensor) -> None:
@@ -154,8 +239,26 @@ class ItemTable(nn.Module):
         self.text_features.copy_(encodings.to(self.text_features))
         self.text_mean.copy_(self.text_features.mean(0))
         self.text_scale.copy_(self.text_features.std(0).clamp(min=1e-6) if self.num_items > 1 else torch.ones_like(self.text_scale))
-        self.text_projection.weight.copy_(torch.diag(self.text_scale))
-        self.text_projection.bias.copy_(self.text_mean)
+        if self.text_design == PROJECTION:
+            self.text_projection.weight.copy_(torch.diag(self.text_scale))
+            self.text_projection.bias.copy_(self.text_mean)
+            return
+        self.content_norm.copy_(self.text_features.norm(dim=1).mean())
+        if self.text_design == NULL_SPACE:
+            centred = (self.text_features - self.text_mean).double()
+            _, singular, basis_t = torch.linalg.svd(centred, full_matrices=True)
+            spread = torch.zeros(self.text_features.size(1), dtype=torch.float64)
+            spread[: singular.numel()] = singular / max(self.num_items - 1, 1) ** 0.5
+            share = torch.cumsum(spread**2, 0) / (spread**2).sum().clamp(min=1e-30)
+            kept = int(torch.searchsorted(share, torch.tensor(self.semantic_variance, dtype=torch.float64)).item()) + 1
+            self.text_basis.copy_(basis_t.T.to(self.text_basis))
+            self.text_spread.copy_(spread.clamp(min=1e-6).to(self.text_spread))
+            self.semantic_mask.copy_((torch.arange(spread.numel()) < kept).to(self.semantic_mask))
+
+    @property
+    def semantic_dims(self) -> int | None:
+        """With the null-space design: how many directions the text keeps (the ID deltas get the rest)."""
+        return int(self.semantic_mask.sum().item()) if self.text_design == NULL_SPACE and self.text_tower else None
 
     def output_vectors(self, input_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """The vectors items are scored with: the input vectors when tied (pass them to reuse a step's table)."""
@@ -177,10 +280,28 @@ class ItemTable(nn.Module):
         """The offsets when only the items in `uses_id` count as known (the unknown offset still comes from every item with an ID)."""
         if self.bias is None or uses_id is None:
             return self.bias
+        if self.text_popularity:
+            # Trained through the items whose ID this pass drops: the offset an item's text predicts.
+            standardised = (self.text_features - self.text_mean) / self.text_scale
+            predicted = self.text_offset(standardised.to(self.text_offset.weight.dtype)).squeeze(-1)
+            return torch.where(uses_id.bool(), self.bias, predicted.to(self.bias.dtype))
         has_id = self.has_id_embedding.bool()
         if not bool(has_id.any()):
             return self.bias
         return torch.where(uses_id.bool(), self.bias, unknown_item_offset(self.bias[has_id]).detach())
+
+    def untrained_items_left_out(self, offsets: torch.Tensor | None) -> torch.Tensor | None:
+        """The offsets for the training loss: with a text tower, items without an ID embedding get -inf.
+
+        An item training never sees is never a positive; left in the softmax it is only ever a
+        negative, and the backbone learns to point away from its text, the one thing that places it
+        once it is recommended. So the loss ranks the items training knows, and such items (cold,
+        or listed in the item file without interactions) are scored only at inference.
+        """
+        if not self.text_tower or bool(self.has_id_embedding.bool().all()):
+            return offsets
+        left_out = torch.where(self.has_id_embedding.bool(), 0.0, float("-inf")).to(self.has_id_embedding.device)
+        return left_out if offsets is None else offsets.float() + left_out
 
     @torch.no_grad()
     def set_score_bias_from_counts(self, counts: Sequence[int]) -> None:
@@ -196,6 +317,31 @@ class ItemTable(nn.Module):
             raise ValueError(f"got {len(counts)} item counts for an item table of {self.num_items} rows")
         log_frequency = torch.log(torch.as_tensor(counts, dtype=torch.float32) + 1.0)
         self.bias.copy_((log_frequency - log_frequency.mean()).to(self.bias))
+        if self.text_popularity:
+            self._fit_text_offset(torch.as_tensor(counts) > 0)
+
+    @torch.no_grad()
+    def _fit_text_offset(self, known: torch.Tensor) -> None:
+        """Start the text popularity map as a ridge regression of the known items' offsets on their text.
+
+        Trained from zero through ID dropout alone, at the fan-in-scaled rate a 576-wide map needs,
+        it would barely move in an epoch; the closed-form fit starts it at what the training counts
+        already say about how popular items with such texts are. The intercept is shifted so the
+        mean prediction equals the offset of an item of unknown popularity (log-mean-exp of the known
+        offsets), where an item without a text signal would sit.
+        """
+        if not bool(known.any()):
+            nn.init.zeros_(self.text_offset.weight)
+            self.text_offset.bias.fill_(float(unknown_item_offset(self.bias)))
+            return
+        features = ((self.text_features - self.text_mean) / self.text_scale)[known].double()
+        targets = self.bias[known].double()
+        centred = features - features.mean(0)
+        gram = centred.T @ centred + TEXT_OFFSET_RIDGE * torch.eye(features.size(1), dtype=torch.float64)
+        weight = torch.linalg.solve(gram, centred.T @ (targets - targets.mean()))
+        predicted_mean = float(features.mean(0) @ weight)
+        self.text_offset.weight.copy_(weight.to(self.text_offset.weight).unsqueeze(0))
+        self.text_offset.bias.fill_(float(unknown_item_offset(self.bias[known])) - predicted_mean)
 
     def forward(self, item_ids: torch.LongTensor, table: torch.Tensor | None = None) -> torch.Tensor:
         return F.embedding(item_ids, self.vectors() if table is None else table)
@@ -250,12 +396,13 @@ class SeqRecPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, ItemTable):
             if module.text_tower:
-                # Zero ID embeddings and an identity map of the (not yet set) text features: the
-                # model starts where an ID-only table initialised from text starts (set_text_features).
+                # Zero ID embeddings (zero deltas) and, with a projection, an identity map of the (not
+                # yet set) text features: every item starts at its text (set_text_features).
                 nn.init.zeros_(module.weight)
-                with torch.no_grad():
-                    module.text_projection.weight.copy_(torch.diag(module.text_scale))
-                    module.text_projection.bias.copy_(module.text_mean)
+                if module.text_design == PROJECTION:
+                    with torch.no_grad():
+                        module.text_projection.weight.copy_(torch.diag(module.text_scale))
+                        module.text_projection.bias.copy_(module.text_mean)
             else:
                 nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if module.output_weight is not None:
@@ -290,10 +437,21 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             id_dropout=getattr(config, "item_id_dropout", 0.0),
             score_bias=getattr(config, "item_score_bias", False),
             tied=config.tie_item_table,
+            text_design=config.item_text_design,
+            delta_max=config.item_delta_max,
+            semantic_variance=config.item_semantic_variance,
+            text_popularity=config.item_text_popularity,
         )
         self.item_dropout = nn.Dropout(config.item_embedding_dropout)
         self.item_catalog = None  # an ItemCatalog, saved with the checkpoint when set
         self.item_popularity = None  # training counts per item, saved with the checkpoint when set
+        # input_mode="id+text": the items' text token ids, read after the most recent items (text_inputs.py).
+        self.item_text_inputs = (
+            ItemTextInputs(config.num_items, config.item_text_max_tokens, config.text_items_in_context)
+            if getattr(config, "input_mode", "id") == "id+text"
+            else None
+        )
+        self.item_text_encodings = None  # [num_items, hidden] text encodings, saved with the checkpoint when set
         # Weight init runs before LoRA is attached: initialising after would overwrite the
         # adapter's zero-initialised B matrices and the model would not start from the backbone.
         self.post_init()
@@ -376,9 +534,13 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             backbone_pretrained=pretrained,
             **config_kwargs,
         )
+        if config.item_text_encoder != TOKEN_EMBEDDINGS and config.item_text_encoder_layers is None:
+            config.item_text_encoder_layers = backbone.config.num_hidden_layers  # recorded: the depth that read the texts
         model = cls(config, backbone=backbone)
         if item_texts is not None:
             model.init_item_table_from_text(item_texts, tokenizer)
+            if config.input_mode == "id+text":
+                model.set_item_text_tokens(item_texts, tokenizer)
         return model, tokenizer
 
     @torch.no_grad()
@@ -387,6 +549,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if len(texts) != self.config.num_items:
             raise ValueError(f"got {len(texts)} item texts for an item table of {self.config.num_items} rows")
         encodings = self.encode_item_texts(texts, tokenizer)
+        self.item_text_encodings = encodings
         if self.item_table.text_tower:
             self.item_table.set_text_features(encodings)
         else:
@@ -396,19 +559,35 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
 
     @torch.no_grad()
     def encode_item_texts(self, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
-        """`[len(texts), hidden_size]`: the mean of the backbone's token embeddings of each text (zeros for an empty text).
+        """`[len(texts), hidden_size]`: each text's encoding, as `config.item_text_encoder` says.
 
-        The backbone's input embeddings are frozen (LoRA does not touch them), so an item added after
-        training is encoded exactly as the training items were.
+        `token-embeddings`: the mean of the backbone's input token embeddings (zeros for an empty
+        text). `mean-pooled` / `last-token`: the frozen pretrained decoder (LoRA off) of
+        `config.item_text_encoder_layers` layers reads the text, wrapped in `config.item_text_prompt`.
+        Both depend only on frozen weights, so an item added after training is encoded exactly as
+        the training items were.
         """
+        rendered = render_prompt(texts, self.config.item_text_prompt)
         token_embeddings = self.get_backbone().get_input_embeddings().weight
-        encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        result = torch.zeros(len(encoded), token_embeddings.size(1), dtype=torch.float32)
-        for row, token_ids in enumerate(encoded):
-            if token_ids:
-                ids = torch.tensor(token_ids, device=token_embeddings.device)
-                result[row] = token_embeddings[ids].float().mean(0).cpu()
-        return result
+        if self.config.item_text_encoder == TOKEN_EMBEDDINGS:
+            return mean_token_embeddings(rendered, tokenizer, token_embeddings)
+        target_norm = float(token_embeddings.float().norm(dim=1).mean())
+        layers = self.config.item_text_encoder_layers or self.get_backbone().config.num_hidden_layers
+        if layers == self.get_backbone().config.num_hidden_layers:
+            with adapters_disabled(self.backbone):
+                return contextual_encodings(rendered, tokenizer, self.get_backbone(), self.config.item_text_encoder, target_norm)
+        from transformers import AutoConfig
+
+        from .backbones import load_pretrained_decoder, resolve_backbone
+
+        # Deeper (or shallower) than the sequence backbone: the pretrained model cut to `layers`,
+        # loaded for the encoding only.
+        location = resolve_backbone(self.config.backbone_name_or_path)
+        available = AutoConfig.from_pretrained(location).num_hidden_layers
+        if layers > available:
+            raise ValueError(f"item_text_encoder_layers: expected a number of layers in 1..{available} for {location}, got {layers}")
+        decoder = load_pretrained_decoder(location, num_layers=layers).eval()
+        return contextual_encodings(rendered, tokenizer, decoder, self.config.item_text_encoder, target_norm)
 
     def add_items(self, items: Any, tokenizer: PreTrainedTokenizerBase | None = None) -> list[int]:
         """Add items that training never saw, from their text alone; returns their new rows.
@@ -435,8 +614,11 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             return []
         tokenizer = tokenizer or self._load_tokenizer()
         encodings = self.encode_item_texts([text for _, text in rows], tokenizer)
+        if self.item_text_encodings is not None:
+            self.item_text_encodings = torch.cat([self.item_text_encodings, encodings.to(self.item_text_encodings)])
         first = self.item_table.num_items
         self.item_table.append_rows(encodings.to(self.item_table.weight.device))
+        self.append_item_text_tokens([text for _, text in rows], tokenizer)
         self.config.num_items = self.item_table.num_items
         catalog_class = type(self.item_catalog)
         self.item_catalog = catalog_class(
@@ -469,6 +651,44 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.item_table
+
+    # ----------------------------------------------------------------------------- item text in the input
+    def set_item_text_tokens(self, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> None:
+        """With `input_mode="id+text"`: tokenise every item's text (`texts[i]` for row `i`); nothing to do otherwise.
+
+        Each text keeps its first `config.item_text_max_tokens` tokens, without special tokens. The
+        token ids are saved with the checkpoint (`item_text_tokens.safetensors`).
+        """
+        if self.item_text_inputs is not None:
+            self.item_text_inputs.set_texts(texts, tokenizer)
+
+    def append_item_text_tokens(self, texts: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> None:
+        """With `input_mode="id+text"`: tokenise the texts of rows just appended to the item table; nothing to do otherwise."""
+        if self.item_text_inputs is not None:
+            self.item_text_inputs.append_texts(texts, tokenizer)
+
+    def _item_hidden_states(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        input_item_ids: torch.LongTensor | None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """`[batch, items, hidden]`: the backbone's hidden state at each item, whatever the input mode.
+
+        With `input_mode="id+text"` the backbone reads a longer sequence (the most recent items are
+        followed by their text's token embeddings, see text_inputs.py) and each item's state is
+        taken at its last position, where the next item is predicted from.
+        """
+        if self.item_text_inputs is None:
+            return self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs).last_hidden_state
+        if input_item_ids is None:
+            raise ValueError("input_mode='id+text' needs input_item_ids: an item's text tokens are looked up by its id")
+        layout = self.item_text_inputs.layout(input_item_ids, attention_mask)
+        token_embedding = self.get_backbone().get_input_embeddings()  # frozen: LoRA does not adapt it
+        expanded = self.item_text_inputs.expand(inputs_embeds, token_embedding, layout)
+        hidden = self.backbone(inputs_embeds=expanded, attention_mask=layout.attention_mask, **kwargs).last_hidden_state
+        return gather_item_states(hidden, layout.last_positions)
 
     # ----------------------------------------------------------------------------- forward
     def score(
@@ -511,11 +731,12 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
 
     def forward(
         self,
-        input_item_ids: torch.LongTensor,
+        input_item_ids: torch.LongTensor | None = None,
         attention_mask: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
         return_logits: bool | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
         **kwargs: Any,
     ) -> NextItemOutput:
         r"""
@@ -533,13 +754,22 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             return_logits (`bool`, *optional*):
                 Whether to score the catalogue after each sequence's last item; defaults to
                 `labels is None` (training does not need them).
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, seq_len, hidden_size)`, *optional*):
+                The input vector of each position instead of `input_item_ids`, as
+                `model.get_input_embeddings()(input_item_ids)` gives them: lets attribution methods
+                (integrated gradients) differentiate the scores with respect to the items read.
         """
+        if (input_item_ids is None) == (inputs_embeds is None):
+            raise ValueError("SeqRecForNextItem.forward takes exactly one of input_item_ids and inputs_embeds")
         if attention_mask is None:
-            attention_mask = torch.ones_like(input_item_ids)
+            given = input_item_ids if inputs_embeds is None else inputs_embeds
+            attention_mask = torch.ones(given.shape[:2], dtype=torch.long, device=given.device)
         # One table per step: inputs and scores see the same item vectors and offsets (and the same ID dropout).
         table, offsets = self.item_table.vectors_and_offsets()
-        inputs_embeds = self.item_dropout(self.item_table(input_item_ids, table))
-        hidden = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs).last_hidden_state
+        if inputs_embeds is None:
+            inputs_embeds = self.item_table(input_item_ids, table)
+        inputs_embeds = self.item_dropout(inputs_embeds)
+        hidden = self._item_hidden_states(inputs_embeds, attention_mask, input_item_ids, **kwargs)
 
         loss = None
         if labels is not None:
@@ -547,7 +777,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             # Only labelled positions are scored: the [positions, num_items] logits are the
             # largest tensor of a step, and padding would waste most of it.
             denominator = num_items_in_batch if num_items_in_batch is not None else labelled.sum().clamp(min=1)
-            loss = self._summed_cross_entropy(hidden[labelled], labels[labelled], table, offsets) / denominator
+            loss_offsets = self.item_table.untrained_items_left_out(offsets)
+            loss = self._summed_cross_entropy(hidden[labelled], labels[labelled], table, loss_offsets) / denominator
 
         logits = None
         if return_logits if return_logits is not None else labels is None:
@@ -577,6 +808,13 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             return
         if not is_main_process:
             return
+        precision = getattr(self, "inference_precision", "fp32")
+        if precision != "fp32":
+            # A bf16 or int8 model has its adapter merged and its weights rounded: checkpoints stay fp32.
+            raise ValueError(
+                f"this model was prepared for {precision} inference and cannot be saved; checkpoints are fp32: "
+                "save the model as loaded, before preparing it"
+            )
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self._auto_class is not None:
@@ -586,6 +824,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             _save_pipeline_code(directory, self.config)
         self.config.save_pretrained(directory)
         save_file({k: v.detach().contiguous().cpu() for k, v in self.item_table.state_dict().items()}, directory / ITEM_TABLE_FILE)
+        if self.item_text_inputs is not None:
+            self.item_text_inputs.save(directory)
         if self.item_popularity is not None:
             counts = {"source": "training sequences (items added later count 0)", "counts": list(self.item_popularity)}
             staging = directory / f".{POPULARITY_FILE}.tmp"
@@ -601,6 +841,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         elif not self.config.backbone_pretrained:
             state = {k: v.detach().contiguous().cpu() for k, v in self.get_backbone().state_dict().items()}
             save_file(_untie(state), directory / BACKBONE_FILE)
+        if self.item_text_encodings is not None:
+            _save_file_atomically({"encodings": self.item_text_encodings.detach().contiguous().cpu().float()}, directory / TEXT_ENCODINGS_FILE)
         if self.item_catalog is not None:
             self.item_catalog.save(directory)
 
@@ -631,8 +873,12 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             _load_backbone_weights(backbone, directory / BACKBONE_FILE)
         model = cls(config, backbone=backbone)
         model.item_table.load_state_dict(load_file(directory / ITEM_TABLE_FILE))
+        if model.item_text_inputs is not None:
+            model.item_text_inputs.load(directory)
         if config.use_lora:
             _load_adapter_weights(model.backbone, directory / ADAPTER_FILE)
+        if (directory / TEXT_ENCODINGS_FILE).is_file():
+            model.item_text_encodings = load_file(directory / TEXT_ENCODINGS_FILE)["encodings"]
         model.checkpoint_dir = str(directory)  # where the pipeline finds the catalogue and popularity files
         catalog_class = _item_catalog_class()
         if catalog_class is not None and (directory / CATALOG_FILE).is_file():
@@ -726,6 +972,10 @@ def _save_pipeline_code(directory: Path, config: SeqRecConfig) -> None:
         config.custom_pipelines = {}
         return
     shutil.copyfile(source, directory / PIPELINE_FILE)
+    for name in PIPELINE_MODULE_FILES:
+        # A checkpoint written by an older hf_seqrec has a next_item.py that imports none of them.
+        if (source.parent / name).is_file():
+            shutil.copyfile(source.parent / name, directory / name)
     config.custom_pipelines = {
         PIPELINE_TASK: {"impl": f"{Path(PIPELINE_FILE).stem}.NextItemPipeline", "pt": ["AutoModel"], "tf": [], "type": "multimodal"}
     }
@@ -751,6 +1001,13 @@ def _item_rows(items: Any) -> list[tuple[str, str]]:
             item_id = int(item_id)  # 12.0 from a pandas column is the catalogue's "12"
         rows.append((str(item_id).strip(), row["text"]))
     return rows
+
+
+def _save_file_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors into a hidden sibling, then renamed: a reader never sees half a file."""
+    staging = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, staging)
+    os.replace(staging, path)
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

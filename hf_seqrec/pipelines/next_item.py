@@ -24,13 +24,27 @@ Each result is a list, in rank order, of ``{"item_id", "text", "score", "rank"}`
 model's logit for the item (the item's training count under the popularity fallback), ``rank`` starts
 at 1.
 
+Explanations: with ``explain=True`` every recommended item also carries ``"explanation"``, a list of
+``{"item_id", "text", "contribution", "position"}`` over the history the model read, largest
+contribution to the item's score first (empty under the popularity fallback). ``explain_method`` is
+``"occlusion"`` (default: score with the history minus score without that one item, every removal
+in one batched forward pass) or ``"integrated_gradients"`` (needs captum); ``explain_baseline``
+(``"mean"`` item vector, default, or ``"zeros"``) and ``explain_steps`` (integrated gradients' path
+steps, 32) tune them. See ``explain.py`` for what each method means and costs.
+
+Precision, chosen once when the pipeline is built: ``pipeline("next-item", model=..., precision="int8")``
+(or ``"bf16"``, ``"fp32"``; default: the model as loaded). ``"int8"`` merges the LoRA adapter into the
+backbone and quantizes its linear layers to int8 (dynamic quantization, CPU); ``"bf16"`` merges and
+casts the backbone to bfloat16. The item table and the scores stay fp32, and checkpoints are always
+fp32: precision is applied at load time (see ``precision.py``).
+
 New items (released after training) are added with ``recommend.add_items([{"item_id": ..., "text": ...}])``
 and are recommendable at once; a checkpoint trained with ``item_text_tower`` scores them from their text.
 
 This file is also the checkpoint's own copy of the pipeline: ``save_pretrained`` copies it next to
 ``modeling_seqrec.py`` so that ``pipeline(model=checkpoint, trust_remote_code=True)`` works where
 hf_seqrec is not installed. It therefore imports nothing from hf_seqrec, only torch, transformers,
-huggingface_hub and the standard library.
+huggingface_hub and the standard library (and its same-folder ``precision.py`` and ``explain.py``, copied with it).
 """
 
 from __future__ import annotations
@@ -48,6 +62,10 @@ from typing import Any
 
 import torch
 from transformers import Pipeline
+
+from .explain import DEFAULT_BASELINE, DEFAULT_IG_STEPS, DEFAULT_METHOD, explain_parameters, explanation_records
+from .explain import explain as explain_items
+from .precision import check_precision, prepare_for_inference
 
 CATALOG_FILE = "item_catalog.jsonl"
 POPULARITY_FILE = "item_popularity.json"
@@ -239,7 +257,10 @@ class NextItemPipeline(Pipeline):
     _load_video_processor = False
     _load_feature_extractor = False
 
-    def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, model: Any, *args: Any, precision: str | None = None, **kwargs: Any) -> None:
+        # `precision` ("fp32", "bf16", "int8"; None: as loaded) converts the model once, here, not per call.
+        if precision is not None:
+            check_precision(precision)  # a typo fails before any work
         # Parameter checks need the catalogue, and the base class checks the parameters given here.
         self.catalog = _catalog_of(model)
         if len(self.catalog) != model.config.num_items:
@@ -250,6 +271,8 @@ class NextItemPipeline(Pipeline):
         self._popularity: torch.Tensor | None = None
         super().__init__(model, *args, **kwargs)
         self.model.eval()
+        if precision is not None:
+            prepare_for_inference(self.model, precision)
 
     def add_items(self, items: Any, tokenizer: Any = None) -> list[str]:
         """Make new items recommendable now, from their text alone (see `SeqRecForNextItem.add_items`).
@@ -271,12 +294,21 @@ class NextItemPipeline(Pipeline):
         candidates: Sequence[object] | None = None,
         return_scores: bool | None = None,
         fallback: str | None = None,
+        explain: bool | None = None,
+        explain_method: str | None = None,
+        explain_baseline: str | None = None,
+        explain_steps: int | None = None,
         **unknown: Any,
     ) -> tuple[dict, dict, dict]:
+        if "precision" in unknown:
+            raise TypeError(
+                "precision is chosen once, when the pipeline is built: "
+                f"pipeline(\"next-item\", model=..., precision={unknown['precision']!r}), not per call"
+            )
         if unknown:
             raise TypeError(
                 f"unknown next-item pipeline parameter(s) {sorted(unknown)}; the parameters are top_k, exclude_seen, "
-                "candidates, return_scores, fallback and batch_size"
+                "candidates, return_scores, fallback, explain, explain_method, explain_baseline, explain_steps and batch_size"
             )
         preprocess: dict[str, Any] = {}
         postprocess: dict[str, Any] = {}
@@ -294,6 +326,7 @@ class NextItemPipeline(Pipeline):
             if fallback not in FALLBACKS:
                 raise ValueError(f"fallback must be None or 'popular'; got {fallback!r}")
             preprocess["fallback"] = fallback
+        postprocess.update(explain_parameters(explain, explain_method, explain_baseline, explain_steps))
         return preprocess, {}, postprocess
 
     def _candidate_rows(self, candidates: Sequence[object]) -> torch.Tensor:
@@ -433,7 +466,7 @@ class NextItemPipeline(Pipeline):
             ids, mask = _pad([h for h, p in zip(histories, popular.tolist()) if not p], self.device)
             logits = self.model(input_item_ids=ids, attention_mask=mask, return_logits=True).logits
             scores[~popular] = logits.float().cpu()
-        return {"scores": scores, "seen": model_inputs["seen"], "popular": popular}
+        return {"scores": scores, "seen": model_inputs["seen"], "popular": popular, "input_item_ids": histories}
 
     def postprocess(
         self,
@@ -442,6 +475,10 @@ class NextItemPipeline(Pipeline):
         exclude_seen: bool = True,
         candidates: torch.Tensor | None = None,
         return_scores: bool = True,
+        explain: bool = False,
+        explain_method: str = DEFAULT_METHOD,
+        explain_baseline: str = DEFAULT_BASELINE,
+        explain_steps: int = DEFAULT_IG_STEPS,
     ) -> list[dict[str, Any]]:
         """Mask, rank and name the items of one history."""
         scores = model_outputs["scores"][0].clone()
@@ -464,7 +501,23 @@ class NextItemPipeline(Pipeline):
                 result["score"] = float(score)
             result["rank"] = rank
             results.append(result)
+        if explain:
+            recommended = [int(rows[position]) for position in best.indices.tolist()]
+            history = [] if bool(model_outputs["popular"][0]) else list(model_outputs["input_item_ids"][0])
+            self._explain(results, recommended, history, explain_method, explain_baseline, explain_steps)
         return results
+
+    def _explain(
+        self, results: list[dict], recommended: list[int], history: list[int], method: str, baseline: str, n_steps: int
+    ) -> None:
+        """Attach ``"explanation"`` to each result: every history item's contribution to its score (see explain.py)."""
+        if not history or not results:  # the popularity fallback read no history: nothing explains it
+            for result in results:
+                result["explanation"] = []
+            return
+        contributions = explain_items(self.model, history, recommended, method, baseline=baseline, n_steps=n_steps)
+        for result, row in zip(results, contributions.tolist()):
+            result["explanation"] = explanation_records(row, history, self.catalog.item_ids, self.catalog.texts)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -42,7 +42,9 @@ class FinetuneConfig:
     # model
     backbone: str = "smollm2-135m"  # backbone alias (smollm2-135m, tiny-llama), local directory or Hub id; or a baseline: sasrec, gru4rec, lstm (from scratch), popularity
     backbone_layers: int | None = None  # keep only the first K decoder layers of a pretrained backbone (none = all)
-    input_mode: str = "id"  # "id": one position per item
+    input_mode: str = "id"  # "id": one position per item; "id+text": the most recent items are also read as their text's tokens, and the next item is predicted after them
+    text_items_in_context: int | None = None  # with input_mode id+text: how many of the most recent items are followed by their text (default 5)
+    item_text_max_tokens: int | None = None  # with input_mode id+text: most tokens of an item's text read, the first ones (default 16)
     max_len: int = 50  # most recent items read per user; training sequences are cut into windows of this length
     item_text_init: bool = True  # initialise the item table from the backbone's embeddings of the item text
     use_lora: bool = True  # adapt the backbone with LoRA (False: train it in full)
@@ -55,6 +57,13 @@ class FinetuneConfig:
     item_score_bias: bool = False  # a learned per-item score offset, started at the item's log training frequency (popularity)
     tie_item_table: bool = True  # score items with the input item table (False: a separate output table)
     item_id_dropout: float | None = None  # with item_text_tower: chance per item and step of dropping its ID embedding (default 0.5)
+    item_text_design: str = "projection"  # with item_text_tower: "projection" (learned projection of the text + ID embedding), "bounded-delta" (frozen content vector + a per-item delta of bounded norm) or "null-space" (the delta confined to directions the text leaves empty)
+    item_delta_max: float | None = 0.5  # bounded-delta and null-space designs: largest delta norm relative to the content vector's (none = unbounded, null-space only)
+    item_semantic_variance: float = 0.9  # null-space design: share of the text encodings' variance kept for the text
+    item_text_popularity: bool = False  # with item_text_tower and item_score_bias: items without an ID embedding take a score offset predicted from their text (trained through ID dropout)
+    item_text_encoder: str = "token-embeddings"  # how item text becomes a vector: "token-embeddings" (mean input token embedding), "mean-pooled" or "last-token" (the frozen pretrained LM reads the text)
+    item_text_prompt: str | None = None  # template with a {text} field that wraps the item text before it is encoded
+    item_text_encoder_layers: int | None = None  # contextual encoders: decoder layers of the pretrained model that read the text (default: the backbone's)
     loss_chunk_size: int | None = None  # score the catalogue this many positions at a time (bounds logits memory for huge catalogues)
     # from-scratch baseline backbones only (sasrec, gru4rec, lstm; none = the baseline's default)
     hidden_size: int | None = None  # width of the item table and the backbone (default 64)
@@ -96,8 +105,7 @@ class FinetuneConfig:
         for spec in fields(self):
             value = getattr(self, spec.name)
             setattr(self, spec.name, _coerce(spec.name, value, _field_type(spec)))
-        if self.input_mode != "id":
-            raise ConfigError(f"input_mode: only 'id' is supported, got {self.input_mode!r}")
+        self._settle_input_mode_options()
         for name in ("num_epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_len"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
@@ -112,8 +120,48 @@ class FinetuneConfig:
         if not 0.0 <= self.cold_start_fraction < 1.0:
             raise ConfigError(f"cold_start_fraction: expected a value in [0, 1), got {self.cold_start_fraction}")
 
+    def _settle_input_mode_options(self) -> None:
+        """"id+text" reads item text through the backbone's tokenizer and embeddings; its two sizes apply to it alone."""
+        if self.input_mode not in ("id", "id+text"):
+            raise ConfigError(f"input_mode: expected 'id' or 'id+text', got {self.input_mode!r}")
+        sizes = {"text_items_in_context": 5, "item_text_max_tokens": 16}
+        if self.input_mode == "id":
+            given = [name for name in sizes if getattr(self, name) is not None]
+            if given:
+                raise ConfigError(f"{', '.join(given)}: applies only with --input_mode id+text")
+            return
+        if self.backbone in BASELINE_BACKBONES or self.backbone == POPULARITY:
+            raise ConfigError(f"input_mode: 'id+text' reads item text, and the {self.backbone!r} baseline has no tokenizer to read it with")
+        for name, default in sizes.items():
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+
     def _settle_text_tower_options(self) -> None:
-        """The text tower reads item text through the backbone's tokenizer; ID dropout is one of its options."""
+        """The text tower reads item text through the backbone's tokenizer; ID dropout and the design are its options."""
+        from ..modeling.configuration_seqrec import TEXT_DESIGNS
+        from ..modeling.text_encoding import TEXT_ENCODERS, check_text_prompt
+
+        if self.item_text_design not in TEXT_DESIGNS:
+            raise ConfigError(f"item_text_design: expected one of {', '.join(TEXT_DESIGNS)}, got {self.item_text_design!r}")
+        if self.item_text_encoder not in TEXT_ENCODERS:
+            raise ConfigError(f"item_text_encoder: expected one of {', '.join(TEXT_ENCODERS)}, got {self.item_text_encoder!r}")
+        try:
+            check_text_prompt(self.item_text_prompt)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if self.item_delta_max is None and self.item_text_design == "bounded-delta":
+            raise ConfigError("item_delta_max: the bounded-delta design needs a bound (a positive number)")
+        if self.item_delta_max is not None and not self.item_delta_max > 0:
+            raise ConfigError(f"item_delta_max: expected a positive number, got {self.item_delta_max}")
+        if self.item_text_encoder != "token-embeddings" or self.item_text_prompt is not None or self.item_text_encoder_layers is not None:
+            if not self.item_text_init or self.backbone in BASELINE_BACKBONES or self.backbone == POPULARITY:
+                raise ConfigError("item_text_encoder: item text is encoded only for a pretrained LM backbone with item_text_init")
+        if self.item_text_popularity and not (self.item_text_tower and self.item_score_bias):
+            raise ConfigError("item_text_popularity: needs --item_text_tower and --item_score_bias (it predicts the score offset from text)")
+        if self.item_text_design != "projection" and not self.item_text_tower:
+            raise ConfigError(f"item_text_design: {self.item_text_design!r} applies only with --item_text_tower")
         if not self.item_text_tower:
             if self.item_id_dropout:
                 raise ConfigError("item_id_dropout: applies only with --item_text_tower")

@@ -173,6 +173,8 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         max_len=config.max_len,
         backbone_layers=None if baseline else config.backbone_layers,
         input_mode=config.input_mode,
+        **({"text_items_in_context": config.text_items_in_context, "item_text_max_tokens": config.item_text_max_tokens}
+           if config.input_mode == "id+text" else {}),
         use_lora=config.use_lora and not baseline,
         lora_r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -184,8 +186,17 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         item_score_bias=config.item_score_bias,
         tie_item_table=config.tie_item_table,
         loss_chunk_size=config.loss_chunk_size,
+        item_text_design=config.item_text_design,
+        item_delta_max=config.item_delta_max,
+        item_semantic_variance=config.item_semantic_variance,
+        item_text_popularity=config.item_text_popularity,
+        item_text_encoder=config.item_text_encoder,
+        item_text_prompt=config.item_text_prompt,
+        item_text_encoder_layers=config.item_text_encoder_layers,
     )
     model.item_catalog = prepared.catalog
+    if config.input_mode == "id+text":
+        model.set_item_text_tokens(prepared.catalog.texts, tokenizer)  # the text read after the most recent items
     if config.item_score_bias or config.item_text_tower:
         from ..pipelines import item_popularity
 
@@ -201,14 +212,16 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
 def build_optimizer(model: SeqRecForNextItem, config: FinetuneConfig) -> torch.optim.Optimizer:
     """AdamW with the item table in its own group (its own learning rate, no weight decay).
 
-    The text tower's projection matrix gets that rate divided by its fan-in: Adam moves every weight
+    The text tower's projection matrix (and the text popularity map) gets that rate divided by its fan-in: Adam moves every weight
     by about the learning rate per step, and a projected vector sums fan-in of those moves, so at the
     table's rate one step would shift every item's vector hundreds of times further than it moves an
     ID row (the scaling muP prescribes for hidden-to-hidden matrices).
     """
     table_lr = config.item_table_learning_rate or config.learning_rate
-    projection = [p for n, p in model.named_parameters() if p.requires_grad and n == "item_table.text_projection.weight"]
-    table = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("item_table.") and n != "item_table.text_projection.weight"]
+    # Maps from a text encoding (the projection, and the popularity predicted from text): fan-in scaled.
+    from_text = {"item_table.text_projection.weight", "item_table.text_offset.weight"}
+    projection = [p for n, p in model.named_parameters() if p.requires_grad and n in from_text]
+    table = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("item_table.") and n not in from_text]
     others = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("item_table.")]
     groups = [
         {"params": others, "lr": config.learning_rate, "weight_decay": config.weight_decay},
@@ -603,10 +616,39 @@ def _export_final_checkpoint(
     write_json_atomic(output_dir / "metrics.json", results)
     from ..hub.model_card import write_model_card
 
-    write_model_card(output_dir, results, config.to_dict())
+    write_model_card(output_dir, results, config.to_dict(), example_explanation=example_explanation(model, prepared))
     if config.merge:
         with atomic_directory(output_dir / "merged") as staging:
             write_checkpoint(staging, SeqRecForNextItem.from_pretrained(output_dir).merge_adapter())
+
+
+def example_explanation(model: SeqRecForNextItem, prepared: PreparedData, top: int = 3) -> dict[str, Any] | None:
+    """The first test user's top recommendation and the history items that drove it (occlusion), for the model card.
+
+    The card then shows what an explanation looks like on this very model, on real data. Scored
+    like the pipeline: the last ``max_len`` history items, items already in the history not
+    recommended.
+    """
+    from ..pipelines.explain import explain, explanation_records, score_histories
+
+    test = prepared.splits["test"]
+    if len(test) == 0 or not test[0]["history"]:
+        return None
+    row = test[0]
+    history = list(row["history"])[-model.config.max_len :]
+    scores = score_histories(model, [history])[0]
+    scores[list(set(history))] = float("-inf")
+    recommended = int(scores.argmax())
+    contributions = explain(model, history, [recommended])[0]
+    catalog = prepared.catalog
+    records = explanation_records(contributions.tolist(), history, catalog.item_ids, catalog.texts)
+    return {
+        "user_id": str(row["user_id"]),
+        "history_length": len(history),
+        "recent_history": [catalog.texts[item] for item in history[-3:]],
+        "recommended": {"item_id": catalog.item_ids[recommended], "text": catalog.texts[recommended]},
+        "top_contributions": [{k: r[k] for k in ("item_id", "text", "contribution")} for r in records[:top]],
+    }
 
 
 # Tokenizer files transformers' save_pretrained writes (the set depends on the tokenizer class).
@@ -636,11 +678,13 @@ def _previous_run_files(output_dir: Path) -> list[Path]:
     """The files at the top of ``output_dir`` that an hf_seqrec run writes (see :func:`_clear_previous_run`)."""
     from ..hub.model_card import CURVE, README
     from ..modeling import modeling_seqrec
+    from ..modeling.text_inputs import ITEM_TEXT_TOKENS_FILE
 
     names = {
         modeling_seqrec.ITEM_TABLE_FILE, modeling_seqrec.ADAPTER_FILE, modeling_seqrec.ADAPTER_CONFIG_FILE,
         modeling_seqrec.BACKBONE_FILE, modeling_seqrec.CATALOG_FILE, modeling_seqrec.POPULARITY_FILE,
-        modeling_seqrec.PIPELINE_FILE, "metrics.json", "training_config.yaml", TEST_RANKS_FILE, CURVE, *TOKENIZER_FILES,
+        modeling_seqrec.PIPELINE_FILE, *modeling_seqrec.PIPELINE_MODULE_FILES, ITEM_TEXT_TOKENS_FILE,
+        "metrics.json", "training_config.yaml", TEST_RANKS_FILE, CURVE, *TOKENIZER_FILES,
     }
     # The model code transformers copies next to a checkpoint for trust_remote_code: hf_seqrec's modeling modules.
     names |= {path.name for path in Path(modeling_seqrec.__file__).parent.glob("*.py") if path.name != "__init__.py"}

@@ -1,0 +1,102 @@
+"""``scripts/recommend.py``: the top-k items for every user of a data set, as one Parquet file.
+
+    accelerate launch scripts/recommend.py --model runs/smollm2-ml100k --dataset movielens-100k \\
+        --output recs.parquet --top_k 100 --precision int8
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..pipelines.precision import PRECISIONS
+
+DESCRIPTION = """\
+Write the top-k recommendations of every user of a data set to a Parquet file with one row per user
+and rank (columns user, item, score, rank). Interactions are read as scripts/finetune.py reads them
+(built-in name or file, same column options), each user's whole history in time order; items of the
+history are not recommended (like pipeline("next-item")). Under `accelerate launch` the processes
+share the users. Users are processed in shards written to OUTPUT.shards/ one by one (atomically): a
+killed job run again with the same arguments resumes where it stopped; with other arguments it
+refuses and says what differs, unless --overwrite. An existing OUTPUT made with other arguments is
+only replaced with --overwrite; one made with the same arguments is left as it is."""
+
+
+def build_parser():
+    from ..training.config import LiteralHelpArgumentParser
+
+    parser = LiteralHelpArgumentParser(description=DESCRIPTION)
+    parser.add_argument("--model", required=True, help="checkpoint directory or Hub id")
+    parser.add_argument("--dataset", required=True, help="built-in dataset name (movielens-100k) or interactions file (csv, tsv, parquet, jsonl)")
+    parser.add_argument("--output", required=True, help="Parquet file to write (shards go to OUTPUT.shards/ meanwhile)")
+    parser.add_argument("--top_k", type=int, default=100, help="items per user (default 100)")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default=None,
+        help="int8: LoRA merged and the backbone's linear layers quantized to int8 (CPU, fastest); bf16: merged and "
+        "cast to bfloat16; fp32 (default: the checkpoint as saved). The item table and scores stay fp32",
+    )
+    parser.add_argument("--batch_size", type=int, default=64, help="histories per forward pass (default 64)")
+    parser.add_argument("--shard_size", type=int, default=1000, help="users per shard, the unit of resumption (default 1000)")
+    parser.add_argument(
+        "--exclude_seen", type=_bool, default=True, metavar="{true,false}",
+        help="never recommend an item of the user's history (default true)",
+    )
+    parser.add_argument(
+        "--fallback", choices=("none", "popular"), default="none",
+        help="users none of whose items the checkpoint knows: left out and counted (none, default) or given the "
+        "most popular items (popular; needs the checkpoint's item_popularity.json)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an output (or unfinished shards) made with other arguments")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    data = parser.add_argument_group("how the interactions are read (as scripts/finetune.py reads them)")
+    data.add_argument("--user_column", default="user_id", help="interactions column holding the user id")
+    data.add_argument("--item_column", default="item_id", help="interactions column holding the item id")
+    data.add_argument(
+        "--timestamp_column", default="auto",
+        help='interactions column holding the time; none = file order; auto (default) = "timestamp" if the file has one, else file order',
+    )
+    data.add_argument("--rating_column", default=None, help="interactions column holding a rating (optional)")
+    data.add_argument("--min_rating", type=float, default=None, help="keep interactions rated at least this (default: all)")
+    data.add_argument("--k_core", type=int, default=0, help="drop users and items with fewer interactions than this (0 = off)")
+    data.add_argument("--file_format", choices=("csv", "tsv", "parquet", "jsonl"), default=None, help="when the file extension does not say")
+    data.add_argument("--delimiter", default=None, help='field separator of csv/tsv files, e.g. ";"')
+    return parser
+
+
+def recommend_main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..data.errors import DataValidationError
+    from ..data.prepare import DataConfig
+    from ..training.config import ConfigError
+    from .batch import BatchRecommendConfig, _process_state, recommend_to_parquet
+
+    try:
+        data = DataConfig(
+            dataset=args.dataset, user_column=args.user_column, item_column=args.item_column,
+            timestamp_column=None if args.timestamp_column.lower() == "none" else args.timestamp_column,
+            rating_column=args.rating_column, min_rating=args.min_rating, k_core=args.k_core,
+            file_format=args.file_format, delimiter=args.delimiter,
+        )
+        config = BatchRecommendConfig(
+            model=args.model, output=args.output, data=data, top_k=args.top_k, precision=args.precision,
+            batch_size=args.batch_size, shard_size=args.shard_size, exclude_seen=args.exclude_seen,
+            fallback=args.fallback, overwrite=args.overwrite,
+        )
+    except (TypeError, ValueError) as error:
+        if isinstance(error, DataValidationError):
+            raise
+        raise ConfigError(str(error).replace("DataConfig.", "")) from None
+    summary = recommend_to_parquet(config, progress=not args.no_progress)
+    if _process_state().is_main_process:
+        print(json.dumps(summary))
+    return 0
+
+
+def _bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    import argparse
+
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
