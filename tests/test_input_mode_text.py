@@ -182,7 +182,8 @@ def test_gradient_reaches_lora_and_item_table_but_not_the_token_embeddings(text_
 
 
 def test_forward_without_item_text_tokens_is_a_clear_error(catalog):
-    model, _ = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=12, input_mode="id+text")
+    # Built without item texts (from_backbone tokenises them when it is given them).
+    model, _ = SeqRecForNextItem.from_backbone("tiny-llama", None, num_items=len(catalog), max_len=12, input_mode="id+text")
     with pytest.raises(ValueError, match=r"set_item_text_tokens"):
         model(torch.tensor([[1, 2]]))
 

@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..pipelines.precision import PRECISIONS
 from .auth import api_key_dependency
 from .batching import MicroBatcher, Overloaded
 from .engine import JobResult, RecommendEngine, RecommendJob
@@ -44,7 +45,6 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_MS = 5.0
 DEFAULT_MAX_INPUTS = 64
 DEFAULT_MAX_PENDING = 1024
-PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def load_pipeline(model: Union[str, os.PathLike, Any], *, precision: Optional[str] = None, device: Any = None) -> Any:

@@ -683,7 +683,7 @@ def _previous_run_files(output_dir: Path) -> list[Path]:
     names = {
         modeling_seqrec.ITEM_TABLE_FILE, modeling_seqrec.ADAPTER_FILE, modeling_seqrec.ADAPTER_CONFIG_FILE,
         modeling_seqrec.BACKBONE_FILE, modeling_seqrec.CATALOG_FILE, modeling_seqrec.POPULARITY_FILE,
-        modeling_seqrec.PIPELINE_FILE, *modeling_seqrec.PIPELINE_MODULE_FILES, ITEM_TEXT_TOKENS_FILE,
+        modeling_seqrec.PIPELINE_FILE, *modeling_seqrec.PIPELINE_MODULE_FILES, ITEM_TEXT_TOKENS_FILE, modeling_seqrec.TEXT_ENCODINGS_FILE,
         "metrics.json", "training_config.yaml", TEST_RANKS_FILE, CURVE, *TOKENIZER_FILES,
     }
     # The model code transformers copies next to a checkpoint for trust_remote_code: hf_seqrec's modeling modules.
