@@ -174,8 +174,6 @@ def test_designs_and_encoders_round_trip_through_trust_remote_code_without_hf_se
     assert (tmp_path / "ckpt" / "text_encoding.py").is_file()
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert config["item_text_encoder"] == "last-token" and config["item_text_encoder_layers"] == 2
-    model.add_items(NEW_ITEMS, tokenizer)
-    expected_added = model(HISTORY).logits[0, 30:].tolist()
     script = textwrap.dedent(
         f"""
         import json, sys, warnings
@@ -184,7 +182,6 @@ def test_designs_and_encoders_round_trip_through_trust_remote_code_without_hf_se
         from transformers import AutoModel
         model = AutoModel.from_pretrained({str(tmp_path / "ckpt")!r}, trust_remote_code=True).eval()
         logits = model(torch.tensor({HISTORY.tolist()})).logits[0].tolist()
-        model.item_catalog = None
         hf_seqrec = sorted(m for m in sys.modules if m.split(".")[0] == "hf_seqrec")
         print("RESULT" + json.dumps({{"logits": logits, "hf_seqrec": hf_seqrec}}))
         """
@@ -195,7 +192,6 @@ def test_designs_and_encoders_round_trip_through_trust_remote_code_without_hf_se
     out = json.loads(done.stdout.split("RESULT", 1)[1])
     assert out["hf_seqrec"] == []
     torch.testing.assert_close(torch.tensor(out["logits"]), torch.tensor(expected))
-    assert len(expected_added) == 2
 
 
 @pytest.mark.parametrize(

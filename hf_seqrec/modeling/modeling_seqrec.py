@@ -203,9 +203,10 @@ class ItemTable(nn.Module):
         not, sits on the same sphere, so a new item is as reachable as a trained one.
         """
         if self.text_design == NULL_SPACE:
-            centred = self.text_features - self.text_mean
-            coordinates = centred @ self.text_basis / self.text_spread * self.semantic_mask
-            direction = coordinates @ self.text_basis.T
+            # One [hidden, hidden] map (whiten, keep the text subspace, map back), then one product with
+            # the catalogue: the map costs hidden**3, the catalogue product num_items * hidden**2.
+            semantic_map = (self.text_basis * (self.semantic_mask / self.text_spread)) @ self.text_basis.T
+            direction = (self.text_features - self.text_mean) @ semantic_map
         else:
             direction = (self.text_features - self.text_mean) / self.text_scale
         return F.normalize(direction, dim=1) * self.content_norm
@@ -219,8 +220,8 @@ class ItemTable(nn.Module):
         """
         delta = self.weight
         if self.text_design == NULL_SPACE:
-            null = self.text_basis * (1.0 - self.semantic_mask)
-            delta = delta @ null.to(delta.dtype) @ self.text_basis.T.to(delta.dtype)
+            null_map = (self.text_basis * (1.0 - self.semantic_mask)) @ self.text_basis.T
+            delta = delta @ null_map.to(delta.dtype)
         if self.delta_max is None:
             return delta
         limit = self.delta_max * self.content_norm.to(delta.dtype)
