@@ -31,15 +31,15 @@ import json
 import shlex
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import LM_30_LAYERS, _display_path, _option, _relative, load_results, machine_summary, run_logged  # noqa: E402
+from benchmark_utils import (
+    REPO, command_line, display_path, finetune_command, load_results, machine_summary, relative_command, run_logged,
+    utc_now, write_results,
+)
+from quality import LM_30_LAYERS
 
-REPO = Path(__file__).resolve().parents[1]
-FINETUNE = REPO / "scripts" / "finetune.py"
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 ATTENTION_MLP = ATTENTION + ["gate_proj", "up_proj", "down_proj"]
 
@@ -140,11 +140,8 @@ def variant_options(study: str, variant: str, run_dir: Path) -> dict[str, Any]:
     return {**STUDIES[study].base, **STUDIES[study].variants[variant][1], "output_dir": str(run_dir)}
 
 
-def finetune_command(study: str, variant: str, run_dir: Path) -> list[str]:
-    command = [sys.executable, str(FINETUNE), "--config", str(REPO / "configs" / "cpu.yaml")]
-    for key, value in variant_options(study, variant, run_dir).items():
-        command += _option(key, value)
-    return command + ["--overwrite_output_dir"]
+def variant_command(study: str, variant: str, run_dir: Path) -> list[str]:
+    return finetune_command("configs/cpu.yaml", variant_options(study, variant, run_dir))
 
 
 def finished_run_matches(study: str, variant: str, run_dir: Path) -> bool:
@@ -163,7 +160,7 @@ def finished_run_matches(study: str, variant: str, run_dir: Path) -> bool:
 
 def run_variant(study: str, variant: str, runs_dir: Path, reuse_finished: bool) -> dict[str, Any]:
     run_dir = runs_dir / variant if study == "one-epoch" else runs_dir / study / variant
-    command = finetune_command(study, variant, run_dir)
+    command = variant_command(study, variant, run_dir)
     wall = None
     if reuse_finished and finished_run_matches(study, variant, run_dir):
         print(f"[ablations] {study}/{variant}: reusing the finished run in {run_dir}", flush=True)
@@ -183,8 +180,8 @@ def run_variant(study: str, variant: str, runs_dir: Path, reuse_finished: bool) 
         "epochs_run": metrics["training"]["epochs_run"],
         "validation_by_epoch": [round(e["validation_ndcg@10"], 4) for e in metrics["training"]["history"]],
         "train_seconds": metrics["training"]["train_seconds"],
-        "run_dir": _display_path(run_dir),
-        "command": shlex.join(_relative(command)),
+        "run_dir": display_path(run_dir),
+        "command": shlex.join(relative_command(command)),
         "wall_seconds": wall,
         "machine": machine_summary(),
     }
@@ -324,15 +321,13 @@ def main(argv: list[str] | None = None) -> int:
 def _write(results_dir: Path, studies: dict[str, dict[str, Any]], argv: list[str] | None) -> None:
     results = {
         "title": "LM ablations on MovieLens-100K",
-        "command": shlex.join(["python", "benchmarks/ablations.py", *(sys.argv[1:] if argv is None else argv)]),
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command_line("ablations.py", argv),
+        "generated": utc_now(),
         "machine": machine_summary(),
         "studies": {name: studies[name] for name in STUDIES if name in studies},
         "study_bases": {name: {"config": "configs/cpu.yaml", **study.base} for name, study in STUDIES.items()},
     }
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "ablations.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (results_dir / "ablations.md").write_text(render_markdown(results), encoding="utf-8")
+    write_results(results_dir / "ablations", results, render_markdown(results))
     print(f"[ablations] wrote {results_dir / 'ablations.md'}", flush=True)
 
 

@@ -33,10 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_latency import machine  # noqa: E402
+from benchmark_utils import REPO, load_average, run_header, write_results
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_MODEL = REPO / "runs" / "ablations" / "convergence" / "base"
 SYNTHETIC_ITEMS = 20_000
@@ -139,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(RESULTS / "batch-cpu"), help="path without extension")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    load_before = machine()["load_average_at_start"]
+    load_before = load_average()
     started = time.perf_counter()
 
     runs = []
@@ -161,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(runs[-1]), flush=True)
 
     result = {
-        "command": "HF_HUB_OFFLINE=1 python benchmarks/batch_recommend.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {**machine(), "load_average_at_start": load_before},
+        **run_header("batch_recommend.py", argv, load_before),
         "setup": {
             "movielens_model": str(args.model),
             "synthetic_data": synthetic,
@@ -175,10 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "runs": runs,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    output.with_suffix(".md").write_text(render_markdown(result))
+    write_results(Path(args.output), result, render_markdown(result))
     print(json.dumps(result, indent=2))
     return 0
 

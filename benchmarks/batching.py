@@ -19,9 +19,6 @@ Results: ``benchmarks/results/batching-<device>.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -30,12 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data, training_windows  # noqa: E402
-from hf_seqrec.data.sampling import LengthGroupedSampler  # noqa: E402
-from hf_seqrec.modeling import SeqRecForNextItem  # noqa: E402
+from benchmark_utils import REPO, machine_summary, write_results
+from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data, training_windows
+from hf_seqrec.data.sampling import LengthGroupedSampler
+from hf_seqrec.modeling import SeqRecForNextItem
 
 
 def epoch_batches(windows, batch_size: int, grouped: bool, seed: int) -> list[list[int]]:
@@ -114,16 +109,13 @@ def main() -> None:
             "epoch_s_estimate": mean * len(batches),
         })
     speedup = rows[0]["epoch_s_estimate"] / rows[1]["epoch_s_estimate"]
-    machine = f"{platform.machine()} {torch.cuda.get_device_name(0) if device.type == 'cuda' else f'CPU, {os.cpu_count()} cores'}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    machine = machine_summary()  # device is the GPU where there is one, as machine_summary reports it
     command = "python benchmarks/batching.py " + " ".join(sys.argv[1:])
     result = {
         "device": device.type, "machine": machine, "command": command.strip(), "backbone": args.backbone,
         "batch_size": args.batch_size, "max_len": args.max_len, "precision": args.precision, "timed_steps": args.steps,
         "real_positions": real, "rows": rows, "epoch_speedup": speedup,
     }
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"batching-{device.type}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     lines = [
         f"# Random vs length-grouped training batches ({device.type})",
         "",
@@ -140,7 +132,7 @@ def main() -> None:
             f"{row['mean_step_s']:.3f} | {row['median_step_s']:.3f} | {row['epoch_s_estimate']:.0f} |"
         )
     lines += ["", f"Epoch time, random / length-grouped: **{speedup:.2f}x**."]
-    (out / f"batching-{device.type}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_results(Path(args.output_dir) / f"batching-{device.type}", result, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

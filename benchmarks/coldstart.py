@@ -45,17 +45,16 @@ import argparse
 import json
 import shlex
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import _display_path, _relative, load_results, machine_summary, run_logged, t_interval  # noqa: E402
+from benchmark_utils import (
+    REPO, command_line, display_path, finetune_command, load_results, machine_summary, relative_command, run_logged,
+    t_interval, utc_now, write_results,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-FINETUNE = REPO / "scripts" / "finetune.py"
 COLD_FRACTION = 0.1
 # The LM runs one epoch of the CPU default (the cold/warm comparison is between two LMs trained alike);
 # SASRec is capped at 40 epochs with early stopping (its cold targets are random whatever its length).
@@ -96,16 +95,10 @@ DEFAULT_SEEDS = (0, 1, 2)
 METRICS = ("cold_hr@10", "warm_hr@10", "cold_ndcg@10", "warm_ndcg@10")
 
 
-def finetune_command(model: str, seed: int, run_dir: Path) -> list[str]:
+def model_command(model: str, seed: int, run_dir: Path) -> list[str]:
     config_file, fixed = MODELS[model]
     options = {**fixed, "cold_start_fraction": COLD_FRACTION, "seed": seed, "output_dir": str(run_dir), "report_to": "none"}
-    command = [sys.executable, str(FINETUNE), "--config", str(REPO / config_file)]
-    for key, value in options.items():
-        if isinstance(value, bool):  # finetune.py's switches: --flag / --no-flag
-            command.append(f"--{key}" if value else f"--no-{key}")
-        else:
-            command += [f"--{key}", str(value)]
-    return command + ["--overwrite_output_dir"]
+    return finetune_command(config_file, options)
 
 
 def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
@@ -128,7 +121,7 @@ def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
         epochs_run=training.get("epochs_run"),
         best_epoch=training.get("best_epoch"),
         train_seconds=training.get("train_seconds"),
-        run_dir=_display_path(run_dir),
+        run_dir=display_path(run_dir),
         machine=machine_summary(),
     )
     return row
@@ -136,11 +129,11 @@ def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
 
 def run_model(model: str, seed: int, runs_dir: Path) -> dict[str, Any]:
     run_dir = runs_dir / f"{model}-seed{seed}"
-    command = finetune_command(model, seed, run_dir)
+    command = model_command(model, seed, run_dir)
     print(f"[coldstart] {model} seed {seed}: {shlex.join(command)}", flush=True)
     wall = run_logged(command, runs_dir / "logs" / f"{model}-seed{seed}.log", f"{model} seed {seed}")
     row = row_from_run(run_dir, model)
-    row.update(command=shlex.join(_relative(command)), wall_seconds=round(wall, 1))
+    row.update(command=shlex.join(relative_command(command)), wall_seconds=round(wall, 1))
     return row
 
 
@@ -254,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             finished = runs_dir / f"{model}-seed{seed}"
             if args.reuse_finished and (finished / "metrics.json").is_file():
                 row = row_from_run(finished, model)
-                row.update(command=shlex.join(_relative(finetune_command(model, seed, finished))), wall_seconds=None)
+                row.update(command=shlex.join(relative_command(model_command(model, seed, finished))), wall_seconds=None)
             else:
                 row = run_model(model, seed, runs_dir)
             print(f"[coldstart] {model} seed {seed}: cold HR@10 {row['cold_hr@10']:.4f}, warm HR@10 {row['warm_hr@10']:.4f}, "
@@ -273,16 +266,14 @@ def _write(results_dir: Path, rows: dict[tuple[str, int], dict[str, Any]], argv:
     ordered = sorted(rows.values(), key=lambda r: (order.get(r["model"], len(order)), r["seed"]))
     results = {
         "title": "MovieLens-100K cold-start next-item quality",
-        "command": shlex.join(["python", "benchmarks/coldstart.py", *(sys.argv[1:] if argv is None else argv)]),
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command_line("coldstart.py", argv),
+        "generated": utc_now(),
         "machine": machine_summary(),
         "protocol": {"cold_start": PROTOCOL, "fraction": COLD_FRACTION, "models": {m: {"config": c, "overrides": o} for m, (c, o) in MODELS.items()}},
         "rows": ordered,
         "summary": summarise(ordered),
     }
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "coldstart.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (results_dir / "coldstart.md").write_text(render_markdown(results), encoding="utf-8")
+    write_results(results_dir / "coldstart", results, render_markdown(results))
 
 
 if __name__ == "__main__":

@@ -25,20 +25,18 @@ per run directory, replaced when the same directory is diagnosed again).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data
+from hf_seqrec.data.cold_start import apply_cold_start
+from hf_seqrec.evaluation.ranking import target_ranks
+from hf_seqrec.modeling import SeqRecForNextItem
 
-from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data  # noqa: E402
-from hf_seqrec.evaluation.ranking import target_ranks  # noqa: E402
-from hf_seqrec.modeling import SeqRecForNextItem  # noqa: E402
-from hf_seqrec.training.trainer import apply_cold_start  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def last_hidden_states(model: SeqRecForNextItem, rows: list[dict], max_len: int, bf16: bool) -> torch.Tensor:

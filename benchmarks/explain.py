@@ -26,9 +26,7 @@ Writes benchmarks/results/explain.json, .md and .png with the command, the machi
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -38,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark_utils import load_average, run_header, write_results
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path(__file__).resolve().parents[1] / "runs"
 CHECKPOINTS = {
@@ -45,31 +45,6 @@ CHECKPOINTS = {
     "sasrec": RUNS / "quality" / "sasrec-seed0",
 }
 ORDERS = ("occlusion", "integrated_gradients", "most_recent_first", "random")
-
-
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import captum
-    import transformers
-
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "captum": captum.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def test_users(checkpoint: Path) -> list[dict]:
@@ -362,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(RESULTS / "explain"), help="path without extension")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    load_before = machine()["load_average_at_start"]
+    load_before = load_average()
     begin = time.perf_counter()
     torch.manual_seed(args.seed)
 
@@ -373,9 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         models[name] = evaluate_model(name, CHECKPOINTS[name], args)
     example_model = "smollm2-lora" if "smollm2-lora" in models else next(iter(models))
     result = {
-        "command": "HF_HUB_OFFLINE=1 python benchmarks/explain.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {**machine(), "load_average_at_start": load_before},
+        **run_header("explain.py", argv, load_before, "captum"),
         "seed": args.seed,
         "ig_steps": args.ig_steps,
         "random_draws": args.random_draws,
@@ -385,14 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["wall_seconds"] = round(time.perf_counter() - begin, 1)
 
-    from hf_seqrec.io_utils import write_json_atomic, write_text_atomic
-
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     result["figure"] = output.with_suffix(".png").name
-    write_json_atomic(output.with_suffix(".json"), result)
+    write_results(output, result, render_markdown(result))
     plot(result, output.with_suffix(".png"))
-    write_text_atomic(output.with_suffix(".md"), render_markdown(result))
     print(render_markdown(result))
     return 0
 

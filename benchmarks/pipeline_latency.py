@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from benchmark_utils import interleaved, load_average, percentile, run_header, timed, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HISTORY_LENGTH = 50
@@ -44,54 +45,6 @@ def catalogue() -> tuple[list[str], list[str], str]:
     except (FileNotFoundError, ImportError):
         ids = [str(i) for i in range(1, 1683)]
         return ids, [f"Movie number {i} (19{50 + int(i) % 50}) | Drama" for i in ids], "1,682 dummy item texts"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low, high = int(position), min(int(position) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def timed(function, repeats: int, warmup: int) -> list[float]:
-    return interleaved([function], repeats, warmup)[0]
-
-
-def interleaved(functions: list, repeats: int, warmup: int) -> list[list[float]]:
-    """Time the functions in turn, so that load from other jobs falls on all of them alike."""
-    for _ in range(warmup):
-        for function in functions:
-            function()
-    times: list[list[float]] = [[] for _ in functions]
-    for _ in range(repeats):
-        for function, record in zip(functions, times):
-            start = time.perf_counter()
-            function()
-            record.append(time.perf_counter() - start)
-    return times
-
-
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import transformers
-
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def default_backbone_layers() -> int:
@@ -116,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(RESULTS / "pipeline-latency"), help="path without extension")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    load_before = machine()["load_average_at_start"]
+    load_before = load_average()
 
     import hf_seqrec  # noqa: F401  (registers the task)
     from transformers import pipeline
@@ -172,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ms = lambda seconds: round(1000 * seconds, 2)  # noqa: E731
     result = {
-        "command": "HF_HUB_OFFLINE=1 python benchmarks/pipeline_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {**machine(), "load_average_at_start": load_before},
+        **run_header("pipeline_latency.py", argv, load_before),
         "setup": {
             "backbone": args.backbone,
             "backbone_layers": model.config.backbone_config["num_hidden_layers"],
@@ -221,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor_ms_per_user_at_batch_throughput": round(1000 * gflop / batch_gflops, 1),
     }
 
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    output.with_suffix(".md").write_text(render_markdown(result))
+    write_results(Path(args.output), result, render_markdown(result))
     print(json.dumps(result, indent=2))
     return 0
 

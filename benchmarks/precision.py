@@ -31,10 +31,8 @@ from pathlib import Path
 
 import torch
 
-from hf_seqrec.pipelines.precision import INT8_KEEP_FP32  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_latency import interleaved, machine, percentile  # noqa: E402
+from benchmark_utils import interleaved, load_average, percentile, run_header, write_results
+from hf_seqrec.pipelines.precision import INT8_KEEP_FP32
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "runs" / "ablations" / "convergence" / "base"
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         output.with_suffix(".md").write_text(render_markdown(json.loads(output.with_suffix(".json").read_text())))
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    load_before = machine()["load_average_at_start"]
+    load_before = load_average()
 
     import hf_seqrec  # noqa: F401  (registers the task)
 
@@ -175,9 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     result = {
-        "command": "HF_HUB_OFFLINE=1 python benchmarks/precision.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {**machine(), "load_average_at_start": load_before},
+        **run_header("precision.py", argv, load_before),
         "setup": {
             "model": str(args.model),
             "backbone": pipes["fp32"].model.config.backbone_name_or_path,
@@ -205,10 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "int8_relative_ndcg@10_loss": round(loss, 4),
         },
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    output.with_suffix(".md").write_text(render_markdown(result))
+    write_results(Path(args.output), result, render_markdown(result))
     print(json.dumps(result, indent=2))
     return 0
 

@@ -28,20 +28,19 @@ import glob
 import json
 import math
 import os
-import platform
 import shlex
-import subprocess
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-FINETUNE = REPO / "scripts" / "finetune.py"
+from benchmark_utils import (
+    REPO, command_line, display_path, finetune_command, load_results, machine_summary, relative_command, run_logged,
+    t_interval, utc_now,
+)
+
 TEST_RANKS_FILE = "test_ranks.json"  # hf_seqrec.training.trainer.TEST_RANKS_FILE (not imported: no torch needed here)
 
 # The LM with every one of SmolLM2-135M's 30 decoder layers, in the CPU default of the time its rows
@@ -96,28 +95,15 @@ QUICK_PER_MODEL = {
 
 
 # ----------------------------------------------------------------------------- running one model
-def finetune_command(model: str, seed: int, run_dir: Path, quick: bool, overrides: dict[str, str]) -> list[str]:
+def model_command(model: str, seed: int, run_dir: Path, quick: bool, overrides: dict[str, str]) -> list[str]:
+    """The finetune command of one model and seed: its config file and fixed options, then --quick's, then ``overrides``."""
     config_file, fixed = MODELS[model]
     options: dict[str, Any] = {**fixed, "seed": seed, "output_dir": str(run_dir), "report_to": "none"}
     if quick:
         options.update(QUICK)
         options.update(QUICK_PER_MODEL.get(model, {}))
     options.update(overrides)
-    command = [sys.executable, str(FINETUNE)]
-    if config_file:
-        command += ["--config", str(REPO / config_file)]
-    for key, value in options.items():
-        command += _option(key, value)
-    return command + ["--overwrite_output_dir"]
-
-
-def _option(key: str, value: Any) -> list[str]:
-    """One option as scripts/finetune.py reads it: --flag / --no-flag for booleans, comma-separated lists."""
-    if isinstance(value, bool):
-        return [f"--{key}" if value else f"--no-{key}"]
-    if isinstance(value, (list, tuple)):
-        return [f"--{key}", ",".join(map(str, value))]
-    return [f"--{key}", "none" if value is None else str(value)]
+    return finetune_command(config_file, options)
 
 
 def finished_run_matches(command: list[str], run_dir: Path) -> bool:
@@ -147,36 +133,19 @@ def run_model(
     model: str, seed: int, runs_dir: Path, quick: bool, overrides: dict[str, str], log_dir: Path, reuse: Path | None = None
 ) -> dict[str, Any]:
     run_dir = runs_dir / f"{model}-seed{seed}"
-    command = finetune_command(model, seed, run_dir, quick, overrides)
+    command = model_command(model, seed, run_dir, quick, overrides)
     if reuse is not None and finished_run_matches(command, reuse):
         print(f"[quality] {model} seed {seed}: reusing {reuse}, a finished run with the same configuration", flush=True)
         row = row_from_run(reuse, model)
-        row.update(command=shlex.join(_relative(command)), reused_from=_display_path(reuse), wall_seconds=None, quick=quick, overrides=overrides)
+        row.update(command=shlex.join(relative_command(command)), reused_from=display_path(reuse), wall_seconds=None, quick=quick, overrides=overrides)
         return row
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{model}-seed{seed}.log"
     print(f"[quality] {model} seed {seed}: {shlex.join(command)}", flush=True)
     wall = run_logged(command, log_path, f"{model} seed {seed}")
     row = row_from_run(run_dir, model)
-    row.update(command=shlex.join(_relative(command)), wall_seconds=round(wall, 1), quick=quick, overrides=overrides)
+    row.update(command=shlex.join(relative_command(command)), wall_seconds=round(wall, 1), quick=quick, overrides=overrides)
     return row
-
-
-def run_logged(command: list[str], log_path: Path, label: str) -> float:
-    """Run a ``scripts/finetune.py`` command from the repository root, its output in ``log_path``.
-
-    Returns the wall seconds; a failed run raises with the tail of its log, so a long benchmark stops
-    at the first broken model instead of writing a row without numbers.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    start = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log:
-        result = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise RuntimeError(f"{label} failed (exit {result.returncode}); log {log_path}:\n{tail}")
-    return time.perf_counter() - start
 
 
 def stopped_by(row: dict[str, Any]) -> str:
@@ -188,20 +157,6 @@ def stopped_by(row: dict[str, Any]) -> str:
     if row.get("num_epochs") is not None and row["epochs_run"] >= row["num_epochs"]:
         return "epoch cap (may be under-trained)" if row.get("best_epoch") == row["epochs_run"] else "epoch cap"
     return "early stopping"
-
-
-def _relative(command: list[str]) -> list[str]:
-    """The command as typed from the repository root (no absolute paths of this machine)."""
-    out = []
-    for part in command:
-        path = Path(part)
-        if part == sys.executable:
-            out.append("python")
-        elif path.is_absolute() and REPO in path.parents:
-            out.append(str(path.relative_to(REPO)))
-        else:
-            out.append(part)
-    return out
 
 
 def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
@@ -224,7 +179,7 @@ def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
         epochs_run=training.get("epochs_run"),
         best_epoch=training.get("best_epoch"),
         eval_max_users=config.get("eval_max_users"),
-        run_dir=_display_path(run_dir),
+        run_dir=display_path(run_dir),
         machine=machine_summary(),
     )
     row["validation_ndcg@10"] = round(float(metrics["validation"]["ndcg@10"]), 6)
@@ -253,11 +208,6 @@ def read_test_ranks(run_dir: Path, test_ndcg: float) -> dict[str, list] | None:
     return {"user_ids": [str(user) for user in saved["user_ids"]], "ranks": [int(rank) for rank in saved["ranks"]]}
 
 
-def _display_path(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if REPO in path.parents else str(path)
-
-
 def rows_from_lm_runs(pattern: str) -> list[dict[str, Any]]:
     """smollm2-lora rows from finished run directories (the LM's runs can take hours)."""
     rows = []
@@ -272,16 +222,8 @@ def rows_from_lm_runs(pattern: str) -> list[dict[str, Any]]:
     return rows
 
 
-# ----------------------------------------------------------------------------- machine and protocol
-def machine_summary() -> str:
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
-    return f"{platform.machine()} {device}; torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
+# ----------------------------------------------------------------------------- protocol
 def protocol_description() -> dict[str, Any]:
-    sys.path.insert(0, str(REPO))
     from hf_seqrec.evaluation.ranking import PROTOCOL
 
     protocol = json.loads(json.dumps(PROTOCOL))
@@ -295,12 +237,6 @@ def protocol_description() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- results files
-def load_results(path: Path) -> dict[str, Any]:
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    return {"rows": []}
-
-
 def merge_rows(existing: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """New rows replace old rows of the same (model, seed); order: model order of MODELS, then seed."""
     merged = {(row["model"], row["seed"]): row for row in existing}
@@ -308,17 +244,6 @@ def merge_rows(existing: list[dict[str, Any]], new: list[dict[str, Any]]) -> lis
         merged[(row["model"], row["seed"])] = row
     order = {name: index for index, name in enumerate(MODELS)}
     return sorted(merged.values(), key=lambda r: (order.get(r["model"], len(order)), r["model"], r["seed"]))
-
-
-def t_interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and the half-width of its two-sided 95% Student-t interval (None with fewer than 2 values)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    from scipy import stats
-
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return mean, float(stats.t.ppf(0.975, len(values) - 1)) * sd / math.sqrt(len(values))
 
 
 def summarise(rows: list[dict[str, Any]], expected_models: list[str], expected_seeds: list[int]) -> dict[str, Any]:
@@ -619,13 +544,12 @@ def _json_text(value: Any, indent: int = 0) -> str:
     return json.dumps(value)
 
 
-def write_results(results_dir: Path, name: str, results: dict[str, Any]) -> None:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".json", _json_text(results) + "\n"), (".md", render_markdown(results))):
-        path = results_dir / f"{name}{suffix}"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+def write_report(results_dir: Path, name: str, results: dict[str, Any]) -> None:
+    """``<name>.json`` (one line per list of plain values), ``.md`` and ``.png``, each written atomically."""
+    from hf_seqrec.io_utils import write_text_atomic
+
+    write_text_atomic(results_dir / f"{name}.json", _json_text(results) + "\n")
+    write_text_atomic(results_dir / f"{name}.md", render_markdown(results))
     render_chart(results, results_dir / f"{name}.png")
 
 
@@ -689,9 +613,9 @@ def main(argv: list[str] | None = None) -> int:
                 new_rows.append(row)
                 # Write after every run: a long benchmark that dies keeps what it finished.
                 results = _assemble(results, merge_rows(results.get("rows", []), [row]), args, seeds)
-                write_results(results_dir, name, results)
+                write_report(results_dir, name, results)
     results = _assemble(results, merge_rows(results.get("rows", []), new_rows), args, seeds)
-    write_results(results_dir, name, results)
+    write_report(results_dir, name, results)
     print(f"[quality] wrote {results_dir / name}.json, .md and .png ({len(results['rows'])} rows)")
     return 0
 
@@ -701,8 +625,8 @@ def _assemble(previous: dict[str, Any], rows: list[dict[str, Any]], args: argpar
     expected_seeds = seeds if args.quick else sorted(set(DEFAULT_SEEDS) | {row["seed"] for row in rows})
     results = {
         "title": "MovieLens-100K: next-item recommendation quality" + (" (quick wiring check)" if args.quick else ""),
-        "command": shlex.join(["python", "benchmarks/quality.py", *sys.argv[1:]]),
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command_line("quality.py", None),
+        "generated": utc_now(),
         "machine": machine_summary(),
         "protocol": protocol_description(),
         "expected_models": list(MODELS),

@@ -33,11 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data, training_windows  # noqa: E402
-from hf_seqrec.modeling import SeqRecForNextItem  # noqa: E402
+from benchmark_utils import REPO, write_results
+from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data, training_windows
+from hf_seqrec.modeling import SeqRecForNextItem
 
 
 def subsample_users(splits, fraction: float, seed: int):
@@ -151,13 +149,11 @@ def main() -> None:
         **results,
     }
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "scaling.json").write_text(json.dumps(payload, indent=2) + "\n")
-    write_markdown(payload, output_dir / "scaling.md")
+    write_results(output_dir / "scaling", payload, render_markdown(payload))
     plot(payload, output_dir / "scaling.png")
 
 
-def write_markdown(payload: dict, path: Path) -> None:
+def render_markdown(payload: dict) -> str:
     lines = [
         f"# Cost scaling: {payload['backbone']} + LoRA on the CPU",
         "",
@@ -174,7 +170,7 @@ def write_markdown(payload: dict, path: Path) -> None:
                 f"| {sweep} | {p['users']} | {p['items']} | {p['training_windows']} | {p['step_seconds_median']} | "
                 f"{p['epoch_seconds_estimated']} | {p['eval_users_per_s']} | {p['eval_seconds_estimated']} |"
             )
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def plot(payload: dict, path: Path) -> None:
@@ -184,20 +180,20 @@ def plot(payload: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    users = payload["users"]
-    axes[0].plot([p["users"] for p in users], [p["epoch_seconds_estimated"] for p in users], "o-", label="training epoch")
-    axes[0].plot([p["users"] for p in users], [p["eval_seconds_estimated"] for p in users], "s-", label="evaluation (all users)")
-    axes[0].set_xlabel("users")
+    # (axis, sweep, what varies along x, x label, title)
+    panels = (
+        (axes[0], "users", "users", "users", "Cost vs users (1,682 items)"),
+        (axes[1], "catalogue", "items", "catalogue size (items)", "Cost vs catalogue size (943 users)"),
+    )
+    for axis, sweep, x_key, x_label, title in panels:
+        x = [p[x_key] for p in payload[sweep]]
+        axis.plot(x, [p["epoch_seconds_estimated"] for p in payload[sweep]], "o-", label="training epoch")
+        axis.plot(x, [p["eval_seconds_estimated"] for p in payload[sweep]], "s-", label="evaluation (all users)")
+        axis.set_xlabel(x_label)
+        axis.set_title(title)
+        axis.legend()
     axes[0].set_ylabel("seconds (estimated)")
-    axes[0].set_title("Cost vs users (1,682 items)")
-    axes[0].legend()
-    catalogue = payload["catalogue"]
-    axes[1].plot([p["items"] for p in catalogue], [p["epoch_seconds_estimated"] for p in catalogue], "o-", label="training epoch")
-    axes[1].plot([p["items"] for p in catalogue], [p["eval_seconds_estimated"] for p in catalogue], "s-", label="evaluation (all users)")
     axes[1].set_xscale("log")
-    axes[1].set_xlabel("catalogue size (items)")
-    axes[1].set_title("Cost vs catalogue size (943 users)")
-    axes[1].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -30,9 +30,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipeline_latency import machine, percentile
+from benchmark_utils import REPO, load_average, percentile, run_header, write_results
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_MODEL = REPO / "runs" / "ablations" / "convergence" / "base"
 TARGET_RATIO = 3.0
@@ -167,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.key = os.urandom(16).hex()  # the service runs with a key, as deployed; it is never written out
     levels = [int(c) for c in args.clients.split(",")]
-    load_before = machine()["load_average_at_start"]
+    load_before = load_average()
     histories = user_histories(args.users)
     lengths = sorted(len(h) for h in histories)
 
@@ -203,14 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             "limit_ratio": TARGET_RATIO, "ratio": round(ratio, 2), "met": ratio <= TARGET_RATIO,
             "margin_ms": round(TARGET_RATIO * by_clients[1]["p50_ms"] - by_clients[8]["p50_ms"], 1),
         }
-    import torch
-    import transformers
-
     config = json.loads((Path(args.model) / "config.json").read_text())
     result = {
-        "command": "HF_HUB_OFFLINE=1 python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {**machine(), "load_average_at_start": load_before, "torch": torch.__version__, "transformers": transformers.__version__},
+        **run_header("serve_load.py", argv, load_before),
         "versions": versions(),
         "setup": {
             "model": str(args.model),
@@ -234,12 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": target,
         "server_log_tail": server_log[-2000:] if server_errors else "",
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    from hf_seqrec.io_utils import write_json_atomic, write_text_atomic
-
-    write_json_atomic(output.with_suffix(".json"), result)
-    write_text_atomic(output.with_suffix(".md"), render_markdown(result))
+    write_results(Path(args.output), result, render_markdown(result))
     print(json.dumps(result["target"], indent=2))
     return 0
 

@@ -17,19 +17,15 @@ Writes ``benchmarks/results/text-encoding.{json,md}`` with the command and the m
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import shlex
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import machine_summary  # noqa: E402
+from benchmark_utils import command_line, machine_summary, utc_now, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROFILE_ITEMS = 10
@@ -88,17 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     results = {
         "title": "Item text encoders on the MovieLens-100K catalogue",
-        "command": shlex.join(["python", "benchmarks/text_encoding.py", *(sys.argv[1:] if argv is None else argv)]),
-        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command_line("text_encoding.py", argv),
+        "generated": utc_now(),
         "machine": machine_summary(),
         "n_items": len(texts),
         "n_users": len(prepared.splits["validation"]),
         "rows": rows,
     }
-    results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "text-encoding.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (results_dir / "text-encoding.md").write_text(render(results), encoding="utf-8")
+    write_results(Path(args.results_dir) / "text-encoding", results, render(results))
     return 0
 
 

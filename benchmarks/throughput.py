@@ -33,11 +33,9 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data  # noqa: E402
-from hf_seqrec.modeling import SeqRecForNextItem  # noqa: E402
+from benchmark_utils import REPO
+from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data
+from hf_seqrec.modeling import SeqRecForNextItem
 
 
 def shape_only_model(num_items: int, max_len: int) -> SeqRecForNextItem:

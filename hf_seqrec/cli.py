@@ -1,4 +1,4 @@
-"""Entry points behind ``scripts/finetune.py`` and ``scripts/evaluate.py``.
+"""Entry points behind ``scripts/finetune.py`` and ``scripts/evaluate_checkpoint.py`` (``hf-seqrec-finetune``, ``hf-seqrec-evaluate``).
 
 A user mistake (bad data, bad option, an output directory in use) ends the process with a
 one-paragraph message and exit status 2, not a traceback; anything else is a bug and keeps
@@ -7,7 +7,7 @@ its traceback.
 
 from __future__ import annotations
 
-import copy
+import argparse
 import json
 import logging
 import sys
@@ -22,7 +22,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (DataValidationError, FileNotFoun
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from .training.config import ConfigError
     from .hub.push import PushError
-    from .training.trainer import OutputDirError
+    from .training.output_dir import OutputDirError
 
     return USER_ERRORS + (ConfigError, OutputDirError, PushError)
 
@@ -37,12 +37,37 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         return 2
 
 
+# Console entry points ([project.scripts] in pyproject.toml); scripts/*.py call the same functions.
+def finetune() -> int:
+    """``hf-seqrec-finetune``, ``scripts/finetune.py``."""
+    return run_cli(finetune_main)
+
+
+def evaluate() -> int:
+    """``hf-seqrec-evaluate``, ``scripts/evaluate_checkpoint.py``."""
+    return run_cli(evaluate_main)
+
+
+def recommend() -> int:
+    """``hf-seqrec-recommend``, ``scripts/recommend.py``."""
+    from .inference.cli import recommend_main
+
+    return run_cli(recommend_main)
+
+
+def serve() -> int:
+    """``hf-seqrec-serve``, ``scripts/serve.py``."""
+    from .serving.cli import serve_main
+
+    return run_cli(serve_main)
+
+
 def finetune_main(argv: list[str] | None = None) -> int:
     from .training.config import config_from_args
     from .training.trainer import train
 
+    # Every option, data options included, is checked here: a bad one costs seconds, not a run.
     config = config_from_args(argv, description="Fine-tune a next-item recommender (LoRA on a pretrained LM) with accelerate.")
-    _check_data_options(config)  # before any training, so a bad option costs seconds, not a run
     results = train(config)
     from accelerate import PartialState
 
@@ -58,22 +83,12 @@ def finetune_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _check_data_options(config) -> None:
-    """Data options that only ``DataConfig`` checks (types, combinations) as a ConfigError naming the option."""
-    from .training.config import ConfigError
-
-    try:
-        config.data_config()
-    except (TypeError, ValueError) as error:
-        if isinstance(error, DataValidationError):
-            raise
-        raise ConfigError(str(error).replace("DataConfig.", "")) from None
-
-
 def evaluate_main(argv: list[str] | None = None) -> int:
-    from .training.config import LiteralHelpArgumentParser
+    from .training.config import LiteralHelpFormatter
 
-    parser = LiteralHelpArgumentParser(description="Evaluate a hf_seqrec checkpoint with the full-ranking protocol.")
+    parser = argparse.ArgumentParser(
+        description="Evaluate a hf_seqrec checkpoint with the full-ranking protocol.", formatter_class=LiteralHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="checkpoint directory or Hub id")
     parser.add_argument("--config", help="YAML data options (default: the checkpoint's training_config.yaml)")
     parser.add_argument("--dataset", help="override the dataset (built-in name or interactions file)")
@@ -92,14 +107,14 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from torch.utils.data import DataLoader
 
     from .data.collator import NextItemCollator
+    from .data.cold_start import apply_cold_start
     from .data.prepare import prepare_data
     from .evaluation.cold_start import cold_start_metrics, cold_start_summary
     from .evaluation.evaluator import rank_targets
-    from .evaluation.ranking import PROTOCOL, full_ranking_metrics
+    from .evaluation.ranking import evaluation_protocol, full_ranking_metrics, user_counts
     from .io_utils import write_json_atomic
     from .modeling import SeqRecForNextItem
     from .training.config import FinetuneConfig, resolve_mixed_precision
-    from .training.trainer import apply_cold_start
 
     model = _load_checkpoint(SeqRecForNextItem, args.model)
     overrides = {"dataset": args.dataset} if args.dataset else {}
@@ -129,12 +144,18 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     with accelerator.autocast():
         ranks = rank_targets(model, loader, accelerator)
     metrics = full_ranking_metrics(ranks, n_bootstrap=args.bootstrap_samples)
-    protocol = copy.deepcopy(PROTOCOL)
-    protocol["interval"]["n_resamples"] = args.bootstrap_samples
-    payload = {"protocol": protocol, args.split: metrics, "n_users": metrics["n_users"], "n_items": len(prepared.catalog), "model": str(args.model)}
+    protocol = evaluation_protocol(
+        n_resamples=args.bootstrap_samples, dataset=config.dataset, k_core=config.k_core, max_len=model.config.max_len,
+        max_users=args.max_users, max_users_option="max_users",
+    )
+    # The same layout as the trainer's metrics.json: n_users counts every user, n_users_evaluated those scored here.
+    payload = {
+        "protocol": protocol, args.split: metrics, **user_counts(prepared.report, metrics["n_users"]),
+        "n_items": len(prepared.catalog), "model": str(args.model),
+    }
     if config.cold_start_fraction and args.split == "test":
         payload["cold_start"] = cold_start_metrics(
-            ranks, split["target"], prepared.report["cold_start"]["cold_items"],
+            ranks, split["target"], prepared.cold_items,
             fraction=config.cold_start_fraction, seed=config.seed, n_bootstrap=args.bootstrap_samples,
         )
         accelerator.print(cold_start_summary(payload["cold_start"]))

@@ -1,56 +1,21 @@
-"""Atomic file writes: a killed process leaves either the old file or the new one."""
+"""Atomic writes: a killed process leaves either the old file (or directory) or the new one.
+
+The file-level writers are the checkpoint format's (`hf_seqrec/modeling/checkpoint_format.py`, which
+checkpoints carry); this module adds whole directories.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
+from .modeling.checkpoint_format import atomic_path, write_json_atomic, write_text_atomic
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success.
-
-    The temporary file lives in the same directory so the final ``os.replace`` is a
-    rename within one filesystem, which POSIX guarantees to be atomic.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp makes the file private (0600); the renamed file should read like one written with open():
-    # the old file's mode, or the usual 0666 minus the umask for a new one.
-    tmp.chmod(path.stat().st_mode & 0o7777 if path.is_file() else _new_file_mode())
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _new_file_mode() -> int:
-    umask = os.umask(0)  # reading the umask means setting it; put it straight back
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """Write ``payload`` as indented JSON to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
+__all__ = ["atomic_directory", "atomic_path", "recover_directory", "replace_directory", "write_json_atomic", "write_text_atomic"]
 
 
 @contextmanager

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Serve a hf_seqrec checkpoint over HTTP: POST /recommend, GET /healthz, GET /metrics.
+"""Serve a hf_seqrec checkpoint over HTTP: POST /recommend, GET /healthz, GET /metrics (also installed as `hf-seqrec-serve`).
 
     pip install -e ".[serve]"
     python scripts/serve.py --model runs/smollm2-ml100k --host 127.0.0.1 --port 8000 [--api_key_env SEQREC_API_KEY]
@@ -7,8 +7,7 @@
 
 import sys
 
-from hf_seqrec.cli import run_cli
-from hf_seqrec.serving.cli import serve_main
+from hf_seqrec.cli import serve
 
 if __name__ == "__main__":
-    sys.exit(run_cli(serve_main))
+    sys.exit(serve())

@@ -1,4 +1,7 @@
-"""Shared fixtures: a small catalogue and fresh tiny models."""
+"""Shared fixtures: a small catalogue, fresh tiny models, a saved checkpoint's model and pipeline, MovieLens-100K.
+
+Plain helpers that tests call with their own arguments are in ``testing_utils.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
+from transformers import pipeline
 
-import hf_seqrec  # noqa: F401  (registers the Auto classes)
+import hf_seqrec  # noqa: F401  (registers the Auto classes and the "next-item" task)
+from hf_seqrec.data import DataConfig, prepare_data
 from hf_seqrec.data.catalog import ItemCatalog
 from hf_seqrec.modeling import SeqRecForNextItem
 
@@ -41,3 +46,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- a saved checkpoint
+# A test module that defines a `checkpoint` fixture (a saved checkpoint directory) gets these two,
+# loaded once per module from that directory.
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return SeqRecForNextItem.from_pretrained(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def recommend(checkpoint):
+    return pipeline("next-item", model=str(checkpoint))
+
+
+@pytest.fixture(scope="module")
+def movielens():
+    """The built-in MovieLens-100K prepared with the default options, once per module."""
+    return prepare_data(DataConfig(dataset="movielens-100k"))

@@ -19,7 +19,7 @@ import ablations  # noqa: E402
     "study, variant", [(study, variant) for study, spec in ablations.STUDIES.items() for variant in spec.variants]
 )
 def test_every_variant_command_parses_to_exactly_its_options(study, variant, tmp_path):
-    command = ablations.finetune_command(study, variant, tmp_path / "run")
+    command = ablations.variant_command(study, variant, tmp_path / "run")
     config = config_from_args(command[2:])  # drop the interpreter and the script
     options = ablations.variant_options(study, variant, tmp_path / "run")
     assert config.report_to is None and options.pop("report_to") == "none"
@@ -77,12 +77,12 @@ def test_quality_reuses_a_finished_run_only_when_its_whole_configuration_is_the_
     run_dir = tmp_path / "finished"
     run_dir.mkdir()
     (run_dir / "metrics.json").write_text("{}")
-    command = quality.finetune_command("smollm2-lora", 0, tmp_path / "elsewhere", False, {})
+    command = quality.model_command("smollm2-lora", 0, tmp_path / "elsewhere", False, {})
     recorded = config_from_args(command[2:]).to_dict()
     recorded.update(output_dir=str(run_dir), timestamp_column="timestamp")  # what "auto" resolved to
     (run_dir / "training_config.yaml").write_text(yaml.safe_dump(recorded))
     assert quality.finished_run_matches(command, run_dir)
-    other_seed = quality.finetune_command("smollm2-lora", 1, tmp_path / "elsewhere", False, {})
+    other_seed = quality.model_command("smollm2-lora", 1, tmp_path / "elsewhere", False, {})
     assert not quality.finished_run_matches(other_seed, run_dir)
     (run_dir / "training_config.yaml").write_text(yaml.safe_dump({**recorded, "num_epochs": recorded["num_epochs"] + 1}))
     assert not quality.finished_run_matches(command, run_dir)

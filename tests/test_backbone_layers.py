@@ -6,10 +6,6 @@ GPT-2's `h` with `n_layer`. The kept layers must hold exactly the pretrained wei
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -19,6 +15,7 @@ from transformers import AutoModel, GPT2Config, GPT2Model
 from hf_seqrec.modeling import SeqRecForNextItem
 from hf_seqrec.modeling.backbones import _byte_level_tokenizer, resolve_backbone
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
+from testing_utils import run_in_fresh_process
 
 HISTORY = torch.tensor([[3, 7, 1, 12, 5]])
 
@@ -114,10 +111,7 @@ def test_truncated_checkpoint_loads_with_trust_remote_code_without_hf_seqrec(cat
         print("RESULT" + json.dumps({{"logits": logits, "layers": layers, "hf_seqrec": hf_seqrec}}))
         """
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    out = run_in_fresh_process(script, tmp_path)
     assert out["hf_seqrec"] == [] and out["layers"] == 1
     torch.testing.assert_close(torch.tensor(out["logits"]), torch.tensor(expected))
 

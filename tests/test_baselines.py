@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -13,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModel, GPT2Model
 
 from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.data.collator import NextItemCollator
-from hf_seqrec.data.prepare import DataConfig, prepare_data
 from hf_seqrec.evaluation.evaluator import evaluate_ranking
 from hf_seqrec.modeling import load_backbone
 from hf_seqrec.modeling.baselines import (
@@ -30,22 +28,14 @@ from hf_seqrec.modeling.baselines import (
     baseline_backbone_config,
 )
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
+from testing_utils import finetune_metrics, remove_one_weight, run_in_fresh_process, script_env
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_ITEMS = 30
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _finetune(output_dir: Path, *options: str) -> dict:
-    command = [sys.executable, str(REPO / "scripts" / "finetune.py"), *options, "--output_dir", str(output_dir), "--report_to", "none"]
-    done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((output_dir / "metrics.json").read_text())
+    return finetune_metrics(output_dir, *options, "--output_dir", str(output_dir), "--report_to", "none")
 
 
 def _pattern_batch():
@@ -122,14 +112,12 @@ def test_a_backbone_file_that_lacks_weights_is_refused_naming_the_file(name, tmp
     model.save_pretrained(tmp_path)
     SeqRecForNextItem.from_pretrained(tmp_path)  # the complete file loads
     path = tmp_path / "backbone.safetensors"
-    weights = load_file(path)
-    left_out = sorted(weights)[0]
-    save_file({key: value for key, value in weights.items() if key != left_out}, path)
+    left_out, count = remove_one_weight(path)
     with pytest.raises(ValueError, match=r"backbone\.safetensors: backbone weights do not fit .*1 weights missing") as caught:
         SeqRecForNextItem.from_pretrained(tmp_path)
     assert left_out in str(caught.value)
     save_file({}, path)
-    with pytest.raises(ValueError, match=rf"{len(weights)} weights missing"):
+    with pytest.raises(ValueError, match=rf"{count} weights missing"):
         SeqRecForNextItem.from_pretrained(tmp_path)
 
 
@@ -157,21 +145,16 @@ def test_finetune_config_fills_in_baseline_sizes_and_refuses_them_for_language_m
 
 
 # ----------------------------------------------------------------------------- through scripts/finetune.py on MovieLens-100K
-@pytest.fixture(scope="module")
-def ml100k():
-    return prepare_data(DataConfig(dataset="movielens-100k"))
-
-
-def test_popularity_through_finetune_matches_counting_by_hand(ml100k, tmp_path):
+def test_popularity_through_finetune_matches_counting_by_hand(movielens, tmp_path):
     metrics = _finetune(tmp_path / "pop", "--backbone", "popularity", "--bootstrap_samples", "10")
     assert metrics["training"]["optimizer_steps"] == 0 and metrics["test"]["n_users"] == 943
     assert {"metrics.json", "training_config.yaml", "item_popularity.json", "item_catalog.jsonl"} <= {p.name for p in (tmp_path / "pop").iterdir()}
 
-    counts = Counter(item for items in ml100k.splits["train"]["items"] for item in items)
-    scores = np.array([counts.get(i, 0) for i in range(len(ml100k.catalog))], dtype=float)
+    counts = Counter(item for items in movielens.splits["train"]["items"] for item in items)
+    scores = np.array([counts.get(i, 0) for i in range(len(movielens.catalog))], dtype=float)
     for split in ("validation", "test"):
         ranks = []
-        for history, target in zip(ml100k.splits[split]["history"], ml100k.splits[split]["target"]):
+        for history, target in zip(movielens.splits[split]["history"], movielens.splits[split]["target"]):
             unmasked = np.ones(len(scores), dtype=bool)
             unmasked[list(history)] = False
             unmasked[target] = True
@@ -185,7 +168,7 @@ def test_popularity_through_finetune_matches_counting_by_hand(ml100k, tmp_path):
     assert metrics["test"]["hr@10"] > 0.05  # popularity is a real baseline on MovieLens-100K, not a constant
 
 
-def test_gru4rec_through_finetune_trains_saves_and_reloads_to_the_same_metrics(ml100k, tmp_path):
+def test_gru4rec_through_finetune_trains_saves_and_reloads_to_the_same_metrics(movielens, tmp_path):
     output_dir = tmp_path / "gru4rec"
     metrics = _finetune(
         output_dir, "--config", str(REPO / "configs" / "gru4rec.yaml"), "--max_len", "50", "--num_epochs", "2",
@@ -199,7 +182,7 @@ def test_gru4rec_through_finetune_trains_saves_and_reloads_to_the_same_metrics(m
     assert not {"tokenizer.json", "tokenizer_config.json", "adapter_model.safetensors"} & files
 
     model = SeqRecForNextItem.from_pretrained(output_dir)
-    test = ml100k.splits["test"].select(range(150))
+    test = movielens.splits["test"].select(range(150))
     loader = torch.utils.data.DataLoader(test, batch_size=64, collate_fn=NextItemCollator(model.config.max_len))
     again = evaluate_ranking(model, loader, n_bootstrap=10)
     for name in ("ndcg@10", "hr@10", "mrr"):
@@ -218,10 +201,7 @@ def test_gru4rec_through_finetune_trains_saves_and_reloads_to_the_same_metrics(m
               "hf_seqrec": sorted(m for m in sys.modules if m.split(".")[0] == "hf_seqrec")}}))
         """
     )
-    env = dict(_env(), HF_MODULES_CACHE=str(tmp_path / "modules"), PYTHONPATH="")
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    out = run_in_fresh_process(script, tmp_path, base_env=script_env(), PYTHONPATH="")
     assert out["hf_seqrec"] == [] and out["backbone"].startswith("transformers_modules.")
     items = torch.tensor([[3, 17, 250, 9], [40, 41, 0, 0]])
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
@@ -234,7 +214,7 @@ def test_quality_benchmark_quick_runs_merges_rows_and_reports_what_is_missing(tm
     base = [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--quick", "--results_dir", str(results), "--runs_dir", str(runs)]
 
     def bench(*options: str) -> dict:
-        done = subprocess.run([*base, *options], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+        done = subprocess.run([*base, *options], cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         return json.loads((results / "ml100k-quick.json").read_text())
 

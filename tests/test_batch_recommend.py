@@ -14,15 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 from transformers import pipeline
 
-from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.cli import run_cli
-from hf_seqrec.data.catalog import ItemCatalog
 from hf_seqrec.data.prepare import DataConfig
 from hf_seqrec.inference import BatchRecommendConfig, recommend_to_parquet
 from hf_seqrec.inference.cli import recommend_main
+from testing_utils import numbered_catalog, save_tiny_lm_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 N_ITEMS = 30
@@ -33,20 +31,7 @@ N_USERS = 14  # 4 shards: 4 + 4 + 4 + 2 users
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    ids = [str(i) for i in range(1, N_ITEMS + 1)]
-    texts = [f"Film number {i} ({1960 + i}) | Drama" for i in range(1, N_ITEMS + 1)]
-    model, tokenizer = SeqRecForNextItem.from_backbone("tiny-llama", texts, max_len=6)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.5)
-        model.item_table.weight.mul_(20)  # spread the scores: no ties
-    model.item_catalog = ItemCatalog(ids, texts)
-    directory = tmp_path_factory.mktemp("checkpoint")
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return save_tiny_lm_checkpoint(tmp_path_factory.mktemp("checkpoint"), numbered_catalog(N_ITEMS, first_year=1960), max_len=6)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from hf_seqrec.data.cold_start import choose_cold_items, hold_out_items
 from hf_seqrec.data.splitting import leave_one_out
 from hf_seqrec.modeling import SeqRecForNextItem
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
+from testing_utils import script_env
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -195,8 +195,7 @@ def test_cold_start_run_reports_cold_and_warm_targets(tmp_path):
         "--max_steps", "6", "--eval_max_users", "300", "--bootstrap_samples", "20", "--report_to", "none",
         "--cold_start_fraction", "0.1", "--item_text_tower", "--output_dir", str(output_dir),
     ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env = script_env()
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((output_dir / "metrics.json").read_text())
@@ -216,9 +215,9 @@ def test_cold_start_run_reports_cold_and_warm_targets(tmp_path):
     has_id = reloaded.item_table.has_id_embedding
     assert all(has_id[i] == 0 for i in cold_items) and has_id.sum() > 1400
 
-    # scripts/evaluate.py rebuilds the same held-out split from the run's config and splits its report the same way.
+    # scripts/evaluate_checkpoint.py rebuilds the same held-out split from the run's config and splits its report the same way.
     evaluated = tmp_path / "eval.json"
-    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), "--model", str(output_dir), "--max_users", "300",
+    command = [sys.executable, str(REPO / "scripts" / "evaluate_checkpoint.py"), "--model", str(output_dir), "--max_users", "300",
                "--bootstrap_samples", "20", "--output", str(evaluated)]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -6,7 +6,6 @@ import gzip
 import importlib.metadata
 import json
 import time
-from pathlib import Path
 
 import datasets
 import pandas as pd
@@ -21,6 +20,7 @@ from hf_seqrec.data import (
     load_interactions,
     load_items,
 )
+from testing_utils import write
 
 ROWS = [
     {"user_id": 1, "item_id": 10, "timestamp": 100},
@@ -30,14 +30,6 @@ ROWS = [
 EXPECTED = pd.DataFrame(
     {"user_id": ["1", "1", "2"], "item_id": ["10", "11", "10"], "timestamp": [100, 101, 100], "row": [1, 2, 3]}
 )
-
-
-def write(directory: Path, name: str, content: str | bytes) -> Path:
-    path = directory / name
-    if isinstance(content, str):
-        content = content.encode("utf-8")
-    path.write_bytes(content)
-    return path
 
 
 def load_error(source, columns=None, **kwargs) -> DataValidationError:

@@ -6,10 +6,6 @@ explanation that batches, pads, masks or sums wrongly fails here.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -19,14 +15,13 @@ from transformers.dynamic_module_utils import get_imports, get_relative_imports
 
 import hf_seqrec  # noqa: F401  (registers the task)
 from hf_seqrec import SeqRecForNextItem
-from hf_seqrec.data.catalog import ItemCatalog
-from hf_seqrec.pipelines import save_item_popularity
 from hf_seqrec.pipelines.explain import (
     baseline_vector,
     integrated_gradients,
     occlusion,
     reference_scores,
 )
+from testing_utils import numbered_catalog, run_in_fresh_process, save_tiny_lm_checkpoint
 
 MAX_LEN = 8
 HISTORY = ["3", "17", "8", "25", "11"]
@@ -35,38 +30,16 @@ KEYS = {"item_id", "text", "contribution", "position"}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _catalog() -> ItemCatalog:
-    ids = [str(i) for i in range(1, 31)]
-    return ItemCatalog(ids, [f"Film number {i} ({1970 + int(i)}) | Drama" for i in ids])
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny Llama with a non-trivial LoRA adapter, saved with its code and popularity counts; `recommend`
+    (conftest.py) is its pipeline."""
+    return save_tiny_lm_checkpoint(tmp_path_factory.mktemp("lm"), numbered_catalog(30), max_len=MAX_LEN, popularity=[[0, 1, 1, 2]])
 
 
 @pytest.fixture(scope="module")
-def lm_checkpoint(tmp_path_factory):
-    """A tiny Llama with a non-trivial LoRA adapter, saved with its code and popularity counts."""
-    torch.manual_seed(0)
-    catalog = _catalog()
-    model, tokenizer = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=MAX_LEN)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.5)  # a "trained" adapter, so the scores depend on it
-        model.item_table.weight.mul_(20)  # spread the scores, so contributions are far from rounding noise
-    model.item_catalog = catalog
-    directory = tmp_path_factory.mktemp("lm")
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    save_item_popularity(directory, [[0, 1, 1, 2]], num_items=len(catalog))
-    return directory
-
-
-@pytest.fixture(scope="module")
-def lm(lm_checkpoint):
-    return SeqRecForNextItem.from_pretrained(lm_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def recommend(lm_checkpoint):
-    return pipeline("next-item", model=str(lm_checkpoint))
+def lm(checkpoint):
+    return SeqRecForNextItem.from_pretrained(checkpoint)
 
 
 def _baseline_model(name: str) -> SeqRecForNextItem:
@@ -74,7 +47,7 @@ def _baseline_model(name: str) -> SeqRecForNextItem:
     model, _ = SeqRecForNextItem.from_backbone(name, num_items=30, max_len=MAX_LEN, backbone_options={"hidden_size": 16})
     with torch.no_grad():
         model.item_table.weight.normal_(std=1.0)
-    model.item_catalog = _catalog()
+    model.item_catalog = numbered_catalog(30)
     return model.eval()
 
 
@@ -239,28 +212,28 @@ def test_explanations_of_a_baseline_checkpoint_through_the_pipeline(tmp_path):
     assert last["contribution"] == pytest.approx(_score(loaded, rows, item) - _score(loaded, rows[:-1], item), abs=1e-5)
 
 
-def test_integrated_gradients_refuse_an_int8_pipeline_and_occlusion_still_works(lm_checkpoint):
-    recommend = pipeline("next-item", model=str(lm_checkpoint), precision="int8")
+def test_integrated_gradients_refuse_an_int8_pipeline_and_occlusion_still_works(checkpoint):
+    recommend = pipeline("next-item", model=str(checkpoint), precision="int8")
     assert recommend({"history": HISTORY}, top_k=1, explain=True)[0]["explanation"]
     with pytest.raises(ValueError, match="int8"):
         recommend({"history": HISTORY}, top_k=1, explain=True, explain_method="integrated_gradients")
 
 
 # ----------------------------------------------------------------------------- trust_remote_code
-def test_the_checkpoint_carries_the_explanation_code(lm_checkpoint):
-    assert (lm_checkpoint / "explain.py").is_file()
-    assert "explain" in get_relative_imports(lm_checkpoint / "next_item.py")
+def test_the_checkpoint_carries_the_explanation_code(checkpoint):
+    assert (checkpoint / "explain.py").is_file()
+    assert "explain" in get_relative_imports(checkpoint / "next_item.py")
     # captum is optional: transformers must not demand it before loading the checkpoint's code.
-    assert {"hf_seqrec", "captum"}.isdisjoint(get_imports(lm_checkpoint / "explain.py"))
+    assert {"hf_seqrec", "captum"}.isdisjoint(get_imports(checkpoint / "explain.py"))
 
 
-def test_explanations_with_trust_remote_code_in_a_process_without_hf_seqrec(lm_checkpoint, recommend, tmp_path):
+def test_explanations_with_trust_remote_code_in_a_process_without_hf_seqrec(checkpoint, recommend, tmp_path):
     script = textwrap.dedent(
         f"""
         import json, sys, warnings
         warnings.simplefilter("ignore")
         from transformers import pipeline
-        recommend = pipeline(model={str(lm_checkpoint)!r}, trust_remote_code=True)
+        recommend = pipeline(model={str(checkpoint)!r}, trust_remote_code=True)
         out = {{
             "occlusion": recommend({{"history": {HISTORY!r}}}, top_k=2, explain=True),
             "ig": recommend({{"history": {HISTORY!r}}}, top_k=2, explain=True, explain_method="integrated_gradients"),
@@ -271,10 +244,7 @@ def test_explanations_with_trust_remote_code_in_a_process_without_hf_seqrec(lm_c
         """
     )
     # One thread: a tiny model gains nothing from more, and a busy machine makes spinning threads slow.
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    out = run_in_fresh_process(script, tmp_path, timeout=600, OMP_NUM_THREADS="1")
     assert out["hf_seqrec"] == [] and out["modules"][0].startswith("transformers_modules.")
     for key, method in (("occlusion", "occlusion"), ("ig", "integrated_gradients")):
         want = recommend({"history": HISTORY}, top_k=2, explain=True, explain_method=method)

@@ -8,9 +8,6 @@ training run end to end, and the option checks.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from hf_seqrec import SeqRecConfig, SeqRecForNextItem
 from hf_seqrec.hub.model_card import _data_section
 from hf_seqrec.modeling.text_inputs import ITEM_TEXT_TOKENS_FILE, ItemTextInputs, tokenize_item_texts
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
+from testing_utils import finetune_metrics, run_in_fresh_process
 
 REPO = Path(__file__).resolve().parents[1]
 N_TEXT_ITEMS = 2
@@ -261,10 +259,7 @@ def test_trust_remote_code_loads_it_without_hf_seqrec(text_model, checkpoint, tm
         print("RESULT" + json.dumps({{"logits": logits, "hf_seqrec": hf_seqrec, "module": type(model.item_text_inputs).__module__}}))
         """
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    out = run_in_fresh_process(script, tmp_path)
     assert out["hf_seqrec"] == [] and out["module"].startswith("transformers_modules.")
     torch.testing.assert_close(torch.tensor(out["logits"]), expected.detach())
 
@@ -272,17 +267,12 @@ def test_trust_remote_code_loads_it_without_hf_seqrec(text_model, checkpoint, tm
 # ----------------------------------------------------------------------------- training and options
 def test_training_run_end_to_end(tmp_path):
     output_dir = tmp_path / "run"
-    command = [
-        sys.executable, str(REPO / "scripts" / "finetune.py"), "--config", str(REPO / "configs" / "tiny.yaml"),
+    metrics = finetune_metrics(
+        output_dir, "--config", str(REPO / "configs" / "tiny.yaml"),
         "--input_mode", "id+text", "--text_items_in_context", "3", "--item_text_max_tokens", "4",
         "--max_steps", "4", "--checkpoint_every_steps", "0", "--eval_max_users", "40", "--bootstrap_samples", "10",
         "--report_to", "none", "--output_dir", str(output_dir),
-    ]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((output_dir / "metrics.json").read_text())
+    )
     assert 0.0 <= metrics["test"]["ndcg@10"] <= 1.0
     assert (output_dir / ITEM_TEXT_TOKENS_FILE).is_file()
     model = SeqRecForNextItem.from_pretrained(output_dir)

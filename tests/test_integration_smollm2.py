@@ -6,14 +6,9 @@ import pytest
 import torch
 
 from hf_seqrec import SeqRecForNextItem
-from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data, training_windows
+from hf_seqrec.data import NextItemCollator, training_windows
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def movielens():
-    return prepare_data(DataConfig(dataset="movielens-100k"))
 
 
 def test_smollm2_lora_learns_movielens_and_reloads_identically(movielens, tmp_path):

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -19,8 +16,9 @@ import torch
 
 from hf_seqrec.data.catalog import ItemCatalog
 from hf_seqrec.modeling import SeqRecForNextItem
-from hf_seqrec.modeling.modeling_seqrec import unknown_item_offset
+from hf_seqrec.modeling.item_table import unknown_item_offset
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
+from testing_utils import run_in_fresh_process
 
 HISTORY = torch.tensor([[3, 7, 1, 12, 5]])
 NEW_ITEMS = [{"item_id": "new-1", "text": "Film number 7 (1987) | Comedy"}, {"item_id": "new-2", "text": "A brand new title | Horror"}]
@@ -186,10 +184,7 @@ def test_designs_and_encoders_round_trip_through_trust_remote_code_without_hf_se
         print("RESULT" + json.dumps({{"logits": logits, "hf_seqrec": hf_seqrec}}))
         """
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    out = run_in_fresh_process(script, tmp_path)
     assert out["hf_seqrec"] == []
     torch.testing.assert_close(torch.tensor(out["logits"]), torch.tensor(expected))
 

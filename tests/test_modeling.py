@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
 from hf_seqrec import SeqRecConfig, SeqRecForNextItem
 from hf_seqrec.modeling import load_backbone
+from testing_utils import remove_one_weight
 
 
 def _batch(num_items: int, seed: int = 0):
@@ -106,10 +107,7 @@ def test_save_and_reload_give_identical_scores_without_backbone_weights(tiny_mod
 def test_an_adapter_file_that_lacks_lora_weights_is_refused_naming_the_file(tiny_model, tmp_path):
     model, _ = tiny_model
     model.save_pretrained(tmp_path)
-    path = tmp_path / "adapter_model.safetensors"
-    weights = load_file(path)
-    left_out = sorted(weights)[0]
-    save_file({key: value for key, value in weights.items() if key != left_out}, path)
+    left_out, _ = remove_one_weight(tmp_path / "adapter_model.safetensors")
     with pytest.raises(ValueError, match=r"adapter_model\.safetensors: adapter weights do not fit the backbone: 1 weights missing") as caught:
         SeqRecForNextItem.from_pretrained(tmp_path)
     assert left_out.replace(".weight", "") in str(caught.value)  # peft names it with its adapter name inserted

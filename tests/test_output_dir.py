@@ -15,8 +15,8 @@ from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.cli import finetune_main, run_cli
 from hf_seqrec.hub.model_card import write_model_card
 from hf_seqrec.training.config import FinetuneConfig
-from hf_seqrec.training.output_dir import LOCK_FILE, holds_output_dir_lock, release_output_dir
-from hf_seqrec.training.trainer import OutputDirError, check_output_dir, fit_popularity, train
+from hf_seqrec.training.output_dir import LOCK_FILE, OutputDirError, check_output_dir, holds_output_dir_lock, release_output_dir
+from hf_seqrec.training.trainer import fit_popularity, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 _HOLDER = """
 import sys, time
 from hf_seqrec.training.config import FinetuneConfig
-from hf_seqrec.training.trainer import check_output_dir
+from hf_seqrec.training.output_dir import check_output_dir
 check_output_dir(FinetuneConfig(output_dir=sys.argv[1], overwrite_output_dir=True))
 print("locked", flush=True)
 time.sleep(600)

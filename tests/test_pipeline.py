@@ -7,9 +7,6 @@ truncates, maps ids or pads wrongly fails here.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import warnings
 
@@ -20,16 +17,14 @@ from transformers.dynamic_module_utils import get_imports, get_relative_imports
 from transformers.pipelines import PIPELINE_REGISTRY
 
 import hf_seqrec
-from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.data.catalog import ItemCatalog
 from hf_seqrec.data.catalog import normalize_text as library_normalize_text
 from hf_seqrec.pipelines import (
     AmbiguousItemWarning,
     NextItemPipeline,
     UnknownItemWarning,
-    save_item_popularity,
 )
-from hf_seqrec.pipelines.next_item import normalize_text as pipeline_normalize_text
+from testing_utils import history_logits, run_in_fresh_process, save_tiny_lm_checkpoint
 
 MAX_LEN = 8
 NAMED = {
@@ -54,41 +49,16 @@ TRAIN_SEQUENCES = [[0, 4, 4, 9], [4, 9, 9, 9], [9]]  # row counts: 9 -> 5, 4 -> 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A saved checkpoint with a non-trivial adapter, its tokenizer and popularity counts."""
-    torch.manual_seed(0)
-    catalog = _catalog()
-    model, tokenizer = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=MAX_LEN)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.5)  # a "trained" adapter, so the scores depend on it
-        model.item_table.weight.mul_(20)  # spread the scores: no accidental ties
-    model.item_catalog = catalog
-    directory = tmp_path_factory.mktemp("checkpoint")
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    save_item_popularity(directory, TRAIN_SEQUENCES, num_items=len(catalog))
-    return directory
-
-
-@pytest.fixture(scope="module")
-def model(checkpoint):
-    return SeqRecForNextItem.from_pretrained(checkpoint)
-
-
-@pytest.fixture(scope="module")
-def recommend(checkpoint):
-    return pipeline("next-item", model=str(checkpoint))
-
-
-def _logits(model, rows: list[int]) -> torch.Tensor:
-    with torch.no_grad():
-        return model(torch.tensor([rows]), return_logits=True).logits[0]
+    """A saved checkpoint with a non-trivial adapter, its tokenizer and popularity counts (`model` and
+    `recommend` come from it, see conftest.py)."""
+    return save_tiny_lm_checkpoint(
+        tmp_path_factory.mktemp("checkpoint"), _catalog(), max_len=MAX_LEN, popularity=TRAIN_SEQUENCES
+    )
 
 
 def _expected(model, rows, *, top_k, seen=None, candidates=None):
     """(item ids, scores) the pipeline must return, computed straight from the model."""
-    logits = _logits(model, rows[-MAX_LEN:])
+    logits = history_logits(model, rows[-MAX_LEN:])
     allowed = torch.ones_like(logits, dtype=torch.bool)
     if candidates is not None:
         allowed[:] = False
@@ -136,9 +106,18 @@ def test_checkpoint_carries_its_code_and_names_its_pipeline(checkpoint):
     assert not (checkpoint / "adapter_config.json").exists()
 
 
-def test_pipeline_normalisation_is_the_catalogue_rule():
-    for text in ["Amélie (2001)", "  SE7EN!! ", "Hamlet (1990) | Drama", "L'Âge d'or", "C'était un rendez-vous"]:
-        assert pipeline_normalize_text(text) == library_normalize_text(text)
+def test_pipeline_normalisation_is_the_catalogue_rule(model):
+    expected = {
+        "Amélie (2001)": "amelie 2001",
+        "  SE7EN!! ": "se7en",
+        "Hamlet (1990) | Drama": "hamlet 1990 drama",
+        "L'Âge d'or": "l age d or",
+        "C'était un rendez-vous": "c etait un rendez vous",
+    }
+    for text, normalised in expected.items():
+        # The pipeline matches titles with the rule of the catalogue the checkpoint loaded with.
+        assert model.item_catalog.normalize_text(text) == normalised
+        assert library_normalize_text(text) == normalised
 
 
 # ----------------------------------------------------------------------------- rankings
@@ -334,10 +313,7 @@ def test_trust_remote_code_works_in_a_process_that_never_imports_hf_seqrec(check
         print("RESULT" + json.dumps(out))
         """
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    out = run_in_fresh_process(script, tmp_path)
     assert out["hf_seqrec"] == []
     assert all(module.startswith("transformers_modules.") for module in out["classes"])
     _assert_same(out["ids"], recommend({"history": ["5", 12, "7", "20"]}, top_k=5))

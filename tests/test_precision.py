@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,28 +10,16 @@ from torch import nn
 from transformers import pipeline
 
 from hf_seqrec import SeqRecForNextItem
-from hf_seqrec.data.catalog import ItemCatalog
 from hf_seqrec.pipelines.precision import INT8_KEEP_FP32, PRECISIONS, prepare_for_inference
+from testing_utils import numbered_catalog, run_in_fresh_process, save_tiny_lm_checkpoint
 
 HISTORIES = [["1", "5", "7"], ["2"], ["30", "12", "9", "4", "17", "22", "3", "8", "11", "6"]]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    ids = [str(i) for i in range(1, 41)]
-    texts = [f"Film number {i} ({1960 + i}) | Drama" for i in range(1, 41)]
-    model, tokenizer = SeqRecForNextItem.from_backbone("tiny-llama", texts, max_len=8)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.5)  # a "trained" adapter: merging it must change the backbone
-        model.item_table.weight.mul_(20)  # spread the scores
-    model.item_catalog = ItemCatalog(ids, texts)
-    directory = tmp_path_factory.mktemp("checkpoint")
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    """A "trained" adapter: merging it must change the backbone."""
+    return save_tiny_lm_checkpoint(tmp_path_factory.mktemp("checkpoint"), numbered_catalog(40, first_year=1960), max_len=8)
 
 
 def _scores(recommend, history):
@@ -131,10 +115,7 @@ def test_int8_through_the_checkpoints_own_code(checkpoint, tmp_path):
         print("RESULT" + json.dumps(out))
         """
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.split("RESULT", 1)[1])
+    out = run_in_fresh_process(script, tmp_path, timeout=600)
     assert out["hf_seqrec"] == [] and out["quantized"] > 0
     want = pipeline("next-item", model=str(checkpoint), precision="int8")({"history": ["1", "5", "7"]}, top_k=5)
     assert [r["item_id"] for r in out["recs"]] == [r["item_id"] for r in want]

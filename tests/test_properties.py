@@ -2,8 +2,9 @@
 
 Random small logs are written to csv / tsv / jsonl with ids in mixed spellings, then loaded and prepared;
 random histories of known, unknown and repeated ids (in mixed spellings) go through the pipeline. The
-properties are the promises of the docstrings: the protocol of DESIGN.md, id normalisation, and a
-well-formed ranked list that never recommends a seen item when asked not to.
+properties are the promises of the docstrings: the leave-one-out protocol (chronological order, last
+item the test target, second to last the validation target), id normalisation, and a well-formed
+ranked list that never recommends a seen item when asked not to.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import pytest
 import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from transformers import pipeline
 
 import hf_seqrec  # noqa: F401  (registers the "next-item" task)
 from hf_seqrec import SeqRecForNextItem
@@ -136,6 +136,7 @@ MAX_LEN = 6
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
+    """`model` and `recommend` (conftest.py) load this checkpoint."""
     torch.manual_seed(0)
     catalog = ItemCatalog([str(i) for i in range(1, N_ITEMS + 1)], [f"Film {i} ({1970 + i})" for i in range(1, N_ITEMS + 1)])
     model, _ = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=MAX_LEN)
@@ -146,16 +147,6 @@ def checkpoint(tmp_path_factory):
     model.save_pretrained(directory)
     save_item_popularity(directory, [[row % 7 for row in range(40)]], num_items=N_ITEMS)
     return directory
-
-
-@pytest.fixture(scope="module")
-def recommend(checkpoint):
-    return pipeline("next-item", model=str(checkpoint))
-
-
-@pytest.fixture(scope="module")
-def model(checkpoint):
-    return SeqRecForNextItem.from_pretrained(checkpoint)
 
 
 known_ids = st.integers(1, N_ITEMS).flatmap(

@@ -37,26 +37,13 @@ from hf_seqrec.data.collator import NextItemCollator
 from hf_seqrec.evaluation.evaluator import rank_targets
 from hf_seqrec.evaluation.ranking import full_ranking_metrics, target_ranks
 from hf_seqrec.pipelines import UnknownItemWarning, save_item_popularity
+from testing_utils import history_logits, numbered_catalog, save_tiny_lm_checkpoint, script_env, write
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_reliabilityTestTokenDoNotWrite9f3c"  # must never reach a file, a log or the terminal
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def write(directory: Path, name: str, content: str | bytes) -> Path:
-    path = directory / name
-    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    return path
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("HF_TOKEN", None)
-    env.update(extra)
-    return env
 
 
 # ============================================================================ 1. bad data, clear errors
@@ -249,7 +236,7 @@ def script_runs(tmp_path_factory):
         ("wrong type", ["--config", str(wrong_type), "--output_dir", str(work / "wrong_type_run")]),
         ("wrong flag type", ["--batch_size", "big", "--output_dir", str(work / "wrong_flag_type_run"), *common]),
     ]
-    env = _env(HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}", HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0",
+    env = script_env(HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}", HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0",
                HF_HOME=str(work / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1")
     command = [sys.executable, "-c", _DRIVER, str(REPO / "scripts" / "finetune.py"), json.dumps(cases),
                str(work / "pushed_nowhere")]
@@ -323,13 +310,13 @@ def test_evaluate_with_a_missing_model_or_config_exits_2(tmp_path, capsys, check
     "script, options",
     [
         ("finetune.py", ["--backbone_layers", "--bootstrap_samples", "--timestamp_column", "--output_dir"]),
-        ("evaluate.py", ["--model", "--bootstrap_samples", "--mixed_precision"]),
+        ("evaluate_checkpoint.py", ["--model", "--bootstrap_samples", "--mixed_precision"]),
     ],
 )
 def test_help_of_each_script_lists_its_options(script, options):
     """Every help text is prose: a "95%" in one must not break --help (argparse %-formats them)."""
     done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / script), "--help"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+        [sys.executable, str(REPO / "scripts" / script), "--help"], cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert all(option in done.stdout for option in options), done.stdout
@@ -378,7 +365,7 @@ def pushed(tmp_path_factory):
                 return parsed
 
         hub.server.RequestHandlerClass = Recording
-        env = _env(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(work / "hf_home"),
+        env = script_env(HF_ENDPOINT=hub.url, HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0", HF_HOME=str(work / "hf_home"),
                    HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
         config = _run_config(work, out, report_to="tensorboard")
         command = [sys.executable, str(REPO / "scripts" / "finetune.py"), "--config", str(config)]
@@ -534,40 +521,13 @@ MAX_LEN = 8
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    ids = [str(i) for i in range(1, 31)]
-    catalog = ItemCatalog(ids, [f"Film number {i} ({1970 + i}) | Drama" for i in range(1, 31)])
-    model, tokenizer = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=MAX_LEN)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.5)
-        model.item_table.weight.mul_(20)  # spread the scores: no accidental ties
-    model.item_catalog = catalog
+    """`model` and `recommend` (conftest.py) load this checkpoint."""
     directory = tmp_path_factory.mktemp("checkpoint")
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    save_item_popularity(directory, [[0, 1, 1, 2, 2, 2]], num_items=len(catalog))
-    return directory
-
-
-@pytest.fixture(scope="module")
-def model(checkpoint):
-    return SeqRecForNextItem.from_pretrained(checkpoint)
-
-
-@pytest.fixture(scope="module")
-def recommend(checkpoint):
-    return pipeline("next-item", model=str(checkpoint))
-
-
-def _logits(model, rows: list[int]) -> torch.Tensor:
-    with torch.no_grad():
-        return model(torch.tensor([rows]), return_logits=True).logits[0]
+    return save_tiny_lm_checkpoint(directory, numbered_catalog(30), max_len=MAX_LEN, popularity=[[0, 1, 1, 2, 2, 2]])
 
 
 def _ranked_ids(model, rows: list[int], seen: set[int]) -> list[str]:
-    logits = _logits(model, rows[-MAX_LEN:])
+    logits = history_logits(model, rows[-MAX_LEN:])
     order = [r for r in torch.argsort(logits, descending=True).tolist() if r not in seen]
     return [model.item_catalog.item_ids[r] for r in order]
 
@@ -651,7 +611,7 @@ def test_evaluator_on_long_duplicate_histories_matches_a_direct_ranking(model):
     ]
     ranks = rank_targets(model, DataLoader(rows, batch_size=2, collate_fn=NextItemCollator(MAX_LEN)))
     for row, rank in zip(rows, ranks.tolist()):
-        logits = _logits(model, row["history"][-MAX_LEN:])[None]
+        logits = history_logits(model, row["history"][-MAX_LEN:])[None]
         seen = torch.tensor([sorted(set(row["history"]))])
         assert rank == target_ranks(logits, torch.tensor([row["target"]]), seen).item()
 

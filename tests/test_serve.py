@@ -19,7 +19,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
@@ -28,12 +27,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
 import hf_seqrec  # noqa: E402,F401  (registers the "next-item" task)
-from hf_seqrec import SeqRecForNextItem  # noqa: E402
-from hf_seqrec.data.catalog import ItemCatalog  # noqa: E402
-from hf_seqrec.pipelines import save_item_popularity  # noqa: E402
 from hf_seqrec.serving import create_app, load_pipeline  # noqa: E402
 from hf_seqrec.serving.cli import serve_main  # noqa: E402
 from hf_seqrec.serving.metrics import files_digest, model_revision  # noqa: E402
+from testing_utils import numbered_catalog, save_tiny_lm_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key-8f3a1c"
@@ -45,21 +42,10 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, one_torch_thread):
     """A saved tiny checkpoint with a non-trivial adapter and popularity counts."""
-    torch.manual_seed(0)
-    ids = [str(i) for i in range(1, NUM_ITEMS + 1)]
-    catalog = ItemCatalog(ids, [f"Film number {i} ({1970 + i}) | Drama" for i in range(1, NUM_ITEMS + 1)])
-    model, tokenizer = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=MAX_LEN)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.5)
-        model.item_table.weight.mul_(20)  # spread the scores: no accidental ties
-    model.item_catalog = catalog
     directory = tmp_path_factory.mktemp("serve-checkpoint")
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    save_item_popularity(directory, [[0, 4, 4, 9], [4, 9, 9, 9]], num_items=NUM_ITEMS)
-    return directory
+    return save_tiny_lm_checkpoint(
+        directory, numbered_catalog(NUM_ITEMS), max_len=MAX_LEN, popularity=[[0, 4, 4, 9], [4, 9, 9, 9]]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +297,7 @@ def test_a_hub_snapshot_reports_its_commit(tmp_path):
     commit = "0123456789abcdef0123456789abcdef01234567"
     snapshot = tmp_path / "models--someone--recommender" / "snapshots" / commit
     snapshot.mkdir(parents=True)
-    model = type("Loaded", (), {"checkpoint_dir": str(snapshot)})()
+    model = type("Loaded", (), {"name_or_path": str(snapshot)})()
     assert model_revision(model) == (commit, "hub-commit")
 
 

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hf_seqrec.training.trainer import TEST_RANKS_FILE
+from hf_seqrec.training.output_dir import TEST_RANKS_FILE
+from testing_utils import finetune_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _finetune(output_dir: Path, *extra: str) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    command = [sys.executable, str(REPO / "scripts" / "finetune.py"), "--output_dir", str(output_dir),
-               "--bootstrap_samples", "10", "--report_to", "none", *extra]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((output_dir / "metrics.json").read_text())
+    return finetune_metrics(output_dir, "--output_dir", str(output_dir), "--bootstrap_samples", "10", "--report_to", "none", *extra)
 
 
 def _ndcg_at_10(ranks: list[int]) -> float:

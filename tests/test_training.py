@@ -17,7 +17,9 @@ import torch
 from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.data.prepare import prepare_data
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
-from hf_seqrec.training.trainer import OutputDirError, check_output_dir, fit_popularity
+from hf_seqrec.training.output_dir import OutputDirError, check_output_dir
+from hf_seqrec.training.trainer import fit_popularity
+from testing_utils import run_finetune, script_env
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -30,15 +32,8 @@ TINY = [
 ]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def _finetune(output_dir: Path, *extra: str, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    command = (launcher or [sys.executable]) + [str(REPO / "scripts" / "finetune.py"), *TINY, "--output_dir", str(output_dir), *extra]
-    return subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    return run_finetune(*TINY, "--output_dir", str(output_dir), *extra, launcher=launcher)
 
 
 def _metrics(output_dir: Path) -> dict:
@@ -80,24 +75,31 @@ def test_run_writes_a_reloadable_checkpoint_and_full_metrics(reference_run):
 
 def test_evaluate_script_reproduces_the_saved_test_metrics(reference_run, tmp_path):
     output = tmp_path / "eval.json"
-    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), "--model", str(reference_run),
+    command = [sys.executable, str(REPO / "scripts" / "evaluate_checkpoint.py"), "--model", str(reference_run),
                "--max_users", "120", "--bootstrap_samples", "50", "--output", str(output)]
-    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(output.read_text())["test"] == _metrics(reference_run)["test"]
+    evaluated, saved = json.loads(output.read_text()), _metrics(reference_run)
+    assert evaluated["test"] == saved["test"]
+    # The same counts and protocol as metrics.json: n_users is every user of the data, n_users_evaluated those scored.
+    counts = ("n_users", "n_users_evaluated", "n_users_too_short", "n_items")
+    assert [evaluated[key] for key in counts] == [saved[key] for key in counts] == [943, 120, 0, 1682]
+    assert evaluated["protocol"].pop("subset").startswith("first 120 users only (max_users)")
+    assert saved["protocol"].pop("subset").startswith("first 120 users only (eval_max_users)")
+    assert evaluated["protocol"] == saved["protocol"]
 
 
 def test_evaluate_script_scores_a_bf16_run_under_its_own_precision(tmp_path):
-    """The trainer's final test runs under the run's autocast; evaluate.py must score the checkpoint the same way."""
+    """The trainer's final test runs under the run's autocast; evaluate_checkpoint.py must score the checkpoint the same way."""
     run = tmp_path / "bf16"
     result = _finetune(run, "--mixed_precision", "bf16", "--max_steps", "6", "--checkpoint_every_steps", "0")
     assert result.returncode == 0, result.stderr[-3000:]
 
     def evaluate(*extra: str) -> dict:
         output = tmp_path / f"eval{len(extra)}.json"
-        command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), "--model", str(run), "--max_users", "120",
+        command = [sys.executable, str(REPO / "scripts" / "evaluate_checkpoint.py"), "--model", str(run), "--max_users", "120",
                    "--bootstrap_samples", "50", "--output", str(output), *extra]
-        done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+        done = subprocess.run(command, cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(output.read_text())["test"]
 
@@ -119,7 +121,7 @@ def test_two_cpu_processes_give_the_same_metrics_as_one(reference_run, tmp_path)
     output_dir = tmp_path / "two"
     env_result = subprocess.run(
         launcher + [str(REPO / "scripts" / "finetune.py"), *TINY, "--output_dir", str(output_dir)],
-        cwd=REPO, env=dict(_env(), ACCELERATE_USE_CPU="1"), capture_output=True, text=True, timeout=600,
+        cwd=REPO, env=dict(script_env(), ACCELERATE_USE_CPU="1"), capture_output=True, text=True, timeout=600,
     )
     assert env_result.returncode == 0, env_result.stderr[-3000:]
     two, one = _metrics(output_dir), _metrics(reference_run)
@@ -130,7 +132,7 @@ def test_two_cpu_processes_give_the_same_metrics_as_one(reference_run, tmp_path)
 def _kill_mid_epoch_then_resume(output_dir: Path, *extra: str) -> None:
     """SIGKILL a run once it has saved a mid-epoch checkpoint, check it refuses a plain rerun, then --resume it."""
     command = [sys.executable, str(REPO / "scripts" / "finetune.py"), *TINY, "--output_dir", str(output_dir), *extra]
-    process = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO, env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = output_dir / "checkpoints" / "last" / "trainer_state.json"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -194,7 +196,7 @@ def test_training_config_records_that_a_file_without_timestamps_was_read_in_file
     saved = FinetuneConfig.from_yaml(tmp_path / "run" / "training_config.yaml")
     assert saved.timestamp_column is None
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # evaluate.py reads the data the same way, without the notice
+        warnings.simplefilter("error")  # evaluate_checkpoint.py reads the data the same way, without the notice
         prepare_data(saved.data_config())
 
 

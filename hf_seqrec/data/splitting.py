@@ -1,4 +1,4 @@
-"""From interactions to per-user sequences and the leave-one-out splits of DESIGN.md.
+"""From interactions to per-user sequences and the leave-one-out splits every model is evaluated on.
 
 The protocol (kept exact because every model is compared on it): per user, items in
 chronological order with ties kept in file order; the last item is the test target,

@@ -14,6 +14,7 @@ model card so a number is never separated from how it was measured.
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from collections.abc import Sequence
@@ -75,6 +76,44 @@ PROTOCOL: dict = {
         "seed": 0,
     },
 }
+
+
+def evaluation_protocol(
+    *,
+    n_resamples: int,
+    dataset: str,
+    k_core: int,
+    max_len: int,
+    max_users: int | None = None,
+    max_users_option: str = "eval_max_users",
+) -> dict:
+    """The ``protocol`` block of a metrics file: `PROTOCOL` with the values of this evaluation.
+
+    The trainer's metrics.json and scripts' evaluation output both build it here, so a number
+    evaluated either way carries the same description. ``max_users`` (the option named
+    ``max_users_option`` limited the users) marks the metrics as a subset, not comparable to full runs.
+    """
+    protocol = copy.deepcopy(PROTOCOL)
+    protocol["interval"]["n_resamples"] = n_resamples
+    protocol["dataset"] = dataset
+    protocol["k_core"] = k_core
+    protocol["max_len"] = max_len
+    if max_users is not None:
+        protocol["subset"] = f"first {max_users} users only ({max_users_option}); not comparable to full runs"
+    return protocol
+
+
+def user_counts(data_report: dict, n_evaluated: int) -> dict[str, int]:
+    """The user counts of a metrics file: ``n_users`` every user of the data, ``n_users_evaluated`` those the metrics average over.
+
+    ``n_users_evaluated`` is smaller than the users the split could evaluate when the evaluation
+    was limited to the first users; ``n_users_too_short`` had too few interactions to be evaluated.
+    """
+    return {
+        "n_users": data_report["n_users"],
+        "n_users_evaluated": n_evaluated,
+        "n_users_too_short": data_report["n_users_too_short"],
+    }
 
 
 def target_ranks(

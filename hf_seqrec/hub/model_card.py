@@ -20,12 +20,13 @@ from typing import Any
 
 import yaml
 
+from ..modeling.checkpoint_format import CATALOG_FILE, atomic_path, write_text_atomic
+
 # The template lives in the repository's model_cards/; hub/templates/ links to it so that an
 # installed wheel carries a copy.
 TEMPLATE = Path(__file__).parent / "templates" / "next_item_model_card.md"
 README = "README.md"
 CURVE = "training_curve.png"
-CATALOG = "item_catalog.jsonl"
 
 # Backbone aliases of hf_seqrec.modeling.backbones and the Hub models they come from.
 BASE_MODELS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "tiny-llama": None}
@@ -64,9 +65,7 @@ def write_model_card(
         example_explanation=example_explanation,
     )
     path = directory / README
-    tmp = path.with_name(f".{README}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return path
 
 
@@ -399,17 +398,15 @@ def write_training_curve(path: str | os.PathLike, history: list[dict[str, Any]])
         axis.grid(alpha=0.3)
         axis.xaxis.get_major_locator().set_params(integer=True)
     figure.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
     return True
 
 
 # ----------------------------------------------------------------------------- helpers
 def _example_ids(directory: Path) -> list[str] | None:
     """The first item ids of the checkpoint's catalogue, for a usage snippet that runs as written."""
-    path = directory / CATALOG
+    path = directory / CATALOG_FILE
     if not path.is_file():
         return None
     ids = []

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 import warnings
@@ -44,6 +43,7 @@ import pyarrow.parquet as pq
 from ..data.errors import DataValidationError
 from ..data.prepare import DataConfig, load_user_histories
 from ..io_utils import atomic_path, write_json_atomic
+from ..modeling.checkpoint_format import ADAPTER_FILE, BACKBONE_FILE, CATALOG_FILE, ITEM_TABLE_FILE
 from ..pipelines.precision import PRECISIONS, check_precision
 from ..training.output_dir import OutputDirError
 
@@ -55,7 +55,7 @@ FORMAT = "hf_seqrec batch recommendations v1"
 SCHEMA = pa.schema([("user", pa.string()), ("item", pa.string()), ("score", pa.float32()), ("rank", pa.int32())])
 FALLBACKS = ("none", "popular")
 # Checkpoint files whose bytes decide the scores; hashed so a retrained checkpoint in the same directory is noticed.
-_WEIGHT_FILES = ("config.json", "adapter_model.safetensors", "backbone.safetensors", "item_table.safetensors", "item_catalog.jsonl")
+_WEIGHT_FILES = ("config.json", ADAPTER_FILE, BACKBONE_FILE, ITEM_TABLE_FILE, CATALOG_FILE)
 
 
 @dataclass

@@ -22,9 +22,11 @@ only replaced with --overwrite; one made with the same arguments is left as it i
 
 
 def build_parser():
-    from ..training.config import LiteralHelpArgumentParser
+    import argparse
 
-    parser = LiteralHelpArgumentParser(description=DESCRIPTION)
+    from ..training.config import LiteralHelpFormatter
+
+    parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=LiteralHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint directory or Hub id")
     parser.add_argument("--dataset", required=True, help="built-in dataset name (movielens-100k) or interactions file (csv, tsv, parquet, jsonl)")
     parser.add_argument("--output", required=True, help="Parquet file to write (shards go to OUTPUT.shards/ meanwhile)")
@@ -84,7 +86,7 @@ def recommend_main(argv: list[str] | None = None) -> int:
     except (TypeError, ValueError) as error:
         if isinstance(error, DataValidationError):
             raise
-        raise ConfigError(str(error).replace("DataConfig.", "")) from None
+        raise ConfigError(str(error)) from None
     summary = recommend_to_parquet(config, progress=not args.no_progress)
     if _process_state().is_main_process:
         print(json.dumps(summary))

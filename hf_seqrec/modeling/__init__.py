@@ -2,7 +2,8 @@
 
 from .backbones import BUILTIN_BACKBONES, load_backbone, resolve_backbone
 from .configuration_seqrec import SeqRecConfig
-from .modeling_seqrec import ItemTable, NextItemOutput, SeqRecForNextItem
+from .item_table import ItemTable
+from .modeling_seqrec import NextItemOutput, SeqRecForNextItem
 
 __all__ = [
     "BUILTIN_BACKBONES",

@@ -43,18 +43,49 @@ BASELINE_BACKBONES = ("sasrec", "gru4rec", "lstm")
 POPULARITY = "popularity"
 BASELINES = (POPULARITY, *BASELINE_BACKBONES)
 
-# Starting points of the from-scratch backbones. SASRec follows the reference setting in
-# shared/DESIGN.md (2 blocks, hidden 64, dropout 0.2; one head, as in the SASRec paper).
+# Starting points of the from-scratch backbones. SASRec's reference setting: 2 blocks and one head, as in
+# the SASRec paper, hidden 64, dropout 0.2.
 BASELINE_DEFAULTS: dict[str, dict[str, Any]] = {
     "sasrec": {"hidden_size": 64, "num_layers": 2, "num_heads": 1, "dropout": 0.2},
     "gru4rec": {"hidden_size": 64, "num_layers": 1, "num_heads": None, "dropout": 0.2},
     "lstm": {"hidden_size": 64, "num_layers": 1, "num_heads": None, "dropout": 0.2},
 }
+# The size options of a baseline backbone, in the order the messages check them.
+BASELINE_SIZES = ("hidden_size", "num_layers", "num_heads", "dropout")
 
 
 def is_baseline_backbone(name: str) -> bool:
     """Whether ``name`` is the alias of a from-scratch baseline backbone (not ``popularity``)."""
     return name in BASELINE_BACKBONES
+
+
+def baseline_sizes(
+    name: str,
+    hidden_size: int | None = None,
+    num_layers: int | None = None,
+    num_heads: int | None = None,
+    dropout: float | None = None,
+) -> dict[str, Any]:
+    """The sizes of a baseline backbone: ``None`` values take the alias' defaults, and every size is checked.
+
+    The one place that says what a baseline may be given; a run's config fills its options in with it
+    (so training_config.yaml records what was built), and :func:`baseline_backbone_config` builds from it.
+    Errors start with the option's name (``num_heads: ...``).
+    """
+    if name not in BASELINE_DEFAULTS:
+        raise ValueError(f"unknown baseline backbone {name!r}; expected one of {BASELINE_BACKBONES}")
+    if name != "sasrec" and num_heads is not None:
+        raise ValueError(f"num_heads: applies to the sasrec backbone only, not {name!r}")
+    given = {"hidden_size": hidden_size, "num_layers": num_layers, "num_heads": num_heads, "dropout": dropout}
+    sizes = {key: BASELINE_DEFAULTS[name][key] if value is None else value for key, value in given.items()}
+    for key in ("hidden_size", "num_layers"):
+        if sizes[key] < 1:
+            raise ValueError(f"{key}: expected a positive integer, got {sizes[key]}")
+    if sizes["num_heads"] is not None and (sizes["num_heads"] < 1 or sizes["hidden_size"] % sizes["num_heads"]):
+        raise ValueError(f"num_heads: expected a positive divisor of hidden_size {sizes['hidden_size']}, got {sizes['num_heads']}")
+    if not 0.0 <= sizes["dropout"] < 1.0:
+        raise ValueError(f"dropout: expected a value in [0, 1), got {sizes['dropout']}")
+    return sizes
 
 
 def baseline_backbone_config(
@@ -65,25 +96,16 @@ def baseline_backbone_config(
     num_layers: int | None = None,
     num_heads: int | None = None,
 ) -> PretrainedConfig:
-    """The backbone config of a baseline alias; ``None`` values take the alias' defaults.
+    """The backbone config of a baseline alias; ``None`` values take the alias' defaults (see :func:`baseline_sizes`).
 
     ``max_len`` is the longest sequence the model reads; SASRec learns one position embedding per
     position up to it.
     """
-    if name not in BASELINE_DEFAULTS:
-        raise ValueError(f"unknown baseline backbone {name!r}; expected one of {BASELINE_BACKBONES}")
-    defaults = BASELINE_DEFAULTS[name]
-    hidden_size = defaults["hidden_size"] if hidden_size is None else hidden_size
-    dropout = defaults["dropout"] if dropout is None else dropout
-    num_layers = defaults["num_layers"] if num_layers is None else num_layers
-    if hidden_size < 1 or num_layers < 1 or max_len < 1:
-        raise ValueError(f"{name}: hidden_size, num_layers and max_len must be positive")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout}")
+    sizes = baseline_sizes(name, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, dropout=dropout)
+    hidden_size, num_layers, num_heads, dropout = (sizes[key] for key in BASELINE_SIZES)
+    if max_len < 1:
+        raise ValueError(f"max_len: expected a positive integer, got {max_len}")
     if name == "sasrec":
-        num_heads = defaults["num_heads"] if num_heads is None else num_heads
-        if hidden_size % num_heads:
-            raise ValueError(f"sasrec: hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
         return GPT2Config(
             vocab_size=1,  # items arrive as inputs_embeds; the token table is never read
             n_positions=max_len,
@@ -97,8 +119,6 @@ def baseline_backbone_config(
             eos_token_id=0,
             use_cache=False,
         )
-    if num_heads is not None:
-        raise ValueError(f"{name}: num_heads applies to sasrec only")
     config_class = GRU4RecConfig if name == "gru4rec" else LSTMRecConfig
     return config_class(hidden_size=hidden_size, num_hidden_layers=num_layers, dropout=dropout)
 

@@ -8,12 +8,19 @@ from transformers import AutoConfig, PretrainedConfig
 
 from .text_encoding import TEXT_ENCODERS, check_text_prompt
 
-# How a text tower builds an item's vector (see ItemTable in modeling_seqrec.py).
+# How a text tower builds an item's vector (see ItemTable in item_table.py).
 TEXT_DESIGNS = ("projection", "bounded-delta", "null-space")
 
 # How an item enters the backbone: "id" is one position per item, from the item table; "id+text" also
 # reads the text tokens of the most recent items (see text_inputs.py).
 INPUT_MODES = ("id", "id+text")
+# With input_mode="id+text": how many of the most recent items are read with their text, and at most how
+# many of each text's tokens.
+TEXT_ITEMS_IN_CONTEXT = 5
+ITEM_TEXT_MAX_TOKENS = 16
+# The item_id_dropout a training run with a text tower uses unless given (the model's own default is 0:
+# dropping IDs is a training choice).
+DEFAULT_ITEM_ID_DROPOUT = 0.5
 
 
 class SeqRecConfig(PretrainedConfig):
@@ -69,7 +76,8 @@ class SeqRecConfig(PretrainedConfig):
             from their text alone.
         item_id_dropout (`float`, defaults to 0.0):
             With a text tower: the probability, per item and training step, of dropping the item's ID
-            embedding, so the text path alone learns to rank (what a cold item relies on).
+            embedding, so the text path alone learns to rank (what a cold item relies on). A training run
+            with a text tower uses `DEFAULT_ITEM_ID_DROPOUT` unless given.
         item_score_bias (`bool`, defaults to `False`):
             Add a learned per-item offset to every score, so the items' popularity sits there
             instead of in the item vectors. Training starts it at each item's log training
@@ -118,8 +126,8 @@ class SeqRecConfig(PretrainedConfig):
         hidden_size: int | None = None,
         max_len: int = 50,
         input_mode: str = "id",
-        text_items_in_context: int = 5,
-        item_text_max_tokens: int = 16,
+        text_items_in_context: int = TEXT_ITEMS_IN_CONTEXT,
+        item_text_max_tokens: int = ITEM_TEXT_MAX_TOKENS,
         use_lora: bool = True,
         lora_r: int = 8,
         lora_alpha: int = 16,
@@ -152,6 +160,11 @@ class SeqRecConfig(PretrainedConfig):
             raise ValueError(f"max_len must be at least 1, got {max_len}")
         if backbone_layers is not None and (isinstance(backbone_layers, bool) or not isinstance(backbone_layers, int) or backbone_layers < 1):
             raise ValueError(f"backbone_layers must be a positive number of decoder layers or None, got {backbone_layers!r}")
+        if use_lora and not backbone_pretrained:
+            raise ValueError(
+                "use_lora needs a pretrained backbone: LoRA adapts pretrained weights, and a from-scratch backbone "
+                "(backbone_pretrained=False, e.g. a baseline) is trained in full"
+            )
         if use_lora and lora_r < 1:
             raise ValueError(f"lora_r must be at least 1 when use_lora is set, got {lora_r}")
         self.num_items = num_items

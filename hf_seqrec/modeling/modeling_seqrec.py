@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -14,7 +12,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
@@ -22,30 +20,28 @@ from transformers.utils import ModelOutput
 # Same-folder import (copied into checkpoints with this file): registers the from-scratch baseline
 # backbones with AutoConfig/AutoModel, so a GRU4Rec or LSTM checkpoint rebuilds its backbone anywhere.
 from .baselines import is_baseline_backbone
-from .configuration_seqrec import TEXT_DESIGNS, SeqRecConfig
+from .checkpoint_format import (
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_FILE,
+    BACKBONE_FILE,
+    CATALOG_FILE,
+    IGNORE_INDEX,
+    ITEM_TABLE_FILE,
+    PIPELINE_FILE,
+    PIPELINE_MODULE_FILES,
+    PIPELINE_TASK,
+    TEXT_ENCODINGS_FILE,
+    ItemCatalog,
+    local_checkpoint_dir,
+    new_item_rows,
+    read_item_popularity,
+    save_safetensors_atomic,
+    write_item_popularity,
+)
+from .configuration_seqrec import SeqRecConfig
+from .item_table import PROJECTION, ItemTable
 from .text_inputs import ItemTextInputs, gather_item_states
 from .text_encoding import TOKEN_EMBEDDINGS, adapters_disabled, contextual_encodings, mean_token_embeddings, render_prompt
-
-ITEM_TABLE_FILE = "item_table.safetensors"
-ADAPTER_FILE = "adapter_model.safetensors"
-# Not peft's "adapter_config.json": with that file at the root, transformers' AutoModel and pipeline()
-# take a Hub repo for a bare peft adapter and load `base_model_name_or_path` (the backbone) instead.
-ADAPTER_CONFIG_FILE = "seqrec_adapter_config.json"
-BACKBONE_FILE = "backbone.safetensors"
-CATALOG_FILE = "item_catalog.jsonl"
-IGNORE_INDEX = -100
-# The next-item pipeline (hf_seqrec/pipelines/next_item.py), copied next to this file in every checkpoint.
-PIPELINE_FILE = "next_item.py"
-# Same-folder modules next_item.py imports (explanations, inference precision), copied with it.
-PIPELINE_MODULE_FILES = ("explain.py", "precision.py")
-POPULARITY_FILE = "item_popularity.json"
-PIPELINE_TASK = "next-item"
-# How a text tower builds an item's vector (see ItemTable).
-PROJECTION, BOUNDED_DELTA, NULL_SPACE = TEXT_DESIGNS
-# L2 penalty of the ridge regression that starts the text popularity map (standardised text features).
-TEXT_OFFSET_RIDGE = 100.0
-# Every item's text encoding, kept with the checkpoint so it is computed once per catalogue.
-TEXT_ENCODINGS_FILE = "item_text_encodings.safetensors"
 
 
 @dataclass
@@ -65,327 +61,6 @@ class NextItemOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
-
-
-class ItemTable(nn.Module):
-    """One vector per catalogue item: the input embedding of an item and, tied, its output embedding.
-
-    A module of its own (not a bare `nn.Parameter`) so that it is trained and saved in full
-    alongside a LoRA adapter, and kept outside the backbone's vocabulary so the adapter never
-    has to carry the 49k-row token embedding.
-
-    With `text_tower=True` an item's vector is `text_projection(z[i]) + weight[i]`, where `z[i]` is
-    the frozen encoding of the item's text standardised per dimension with the catalogue's mean and
-    spread (`text_mean`, `text_scale`), and `weight[i]` an ID embedding that only items seen in
-    training use (`has_id_embedding`). Standardising removes the component every item's text shares,
-    so the projection learns from what tells items apart. An item that training never saw, or one
-    added later with :meth:`SeqRecForNextItem.add_items`, is scored from its text alone instead of
-    from an untrained row. `id_dropout` leaves out whole ID embeddings during training (without
-    rescaling the kept ones), so a text-only item is a state the model is trained on: a cold item
-    at test time looks like a warm item whose ID was dropped.
-
-    `text_design` says how the tower builds that vector. `"projection"` is the above. With
-    `"bounded-delta"` an item's vector is its frozen content vector (the standardised text encoding,
-    scaled to a fixed length) plus a trained delta whose norm is at most `delta_max` times that
-    length; a cold item is its content vector. Nothing maps the text, so a new item lands exactly
-    where a trained item with the same text started, and no trained item is ever far from it.
-    `"null-space"` keeps the text in the subspace holding `semantic_variance` of the encodings'
-    variance (whitened) and lets the deltas use only the directions the text leaves empty, so
-    the ID part never overwrites what the text says (bounded by `delta_max` too, unless it is None).
-
-    With `text_popularity=True` (and `score_bias`), an item without an ID embedding takes the score
-    offset a linear map predicts from its standardised text encoding, instead of the one offset of
-    an item of unknown popularity. ID dropout trains the map: an item whose ID a pass drops is
-    scored with the predicted offset, so the map learns how popular items with such texts are.
-
-    With `score_bias=True` every item also has a scalar added to its score (`bias[i]`, started at the
-    item's log training frequency by :meth:`set_score_bias_from_counts`), so popularity does not
-    have to be learned into the vectors. Items without an ID
-    embedding get the offset of an item of unknown popularity (`unknown_item_offset`): their
-    popularity is unknown, not zero. So does, for one training pass, an item whose ID embedding ID
-    dropout left out (:meth:`vectors_and_offsets`): it looks like a cold item in full.
-    """
-
-    def __init__(
-        self,
-        num_items: int,
-        hidden_size: int,
-        text_tower: bool = False,
-        id_dropout: float = 0.0,
-        score_bias: bool = False,
-        tied: bool = True,
-        text_design: str = PROJECTION,
-        delta_max: float | None = 0.5,
-        semantic_variance: float = 0.9,
-        text_popularity: bool = False,
-    ) -> None:
-        super().__init__()
-        if text_design not in TEXT_DESIGNS:
-            raise ValueError(f"text_design must be one of {TEXT_DESIGNS}, got {text_design!r}")
-        self.weight = nn.Parameter(torch.empty(num_items, hidden_size))
-        # Untied: the scores use a second table of their own (`output_weight`), so what an item
-        # means as context and what makes it a likely next item are learned apart.
-        self.output_weight = None if tied else nn.Parameter(torch.empty(num_items, hidden_size))
-        self.text_tower = text_tower
-        self.id_dropout = id_dropout
-        self.bias = nn.Parameter(torch.zeros(num_items)) if score_bias else None
-        self.text_design = text_design
-        self.text_popularity = text_popularity
-        self.delta_max = delta_max
-        self.semantic_variance = semantic_variance
-        if text_tower:
-            self.register_buffer("text_features", torch.zeros(num_items, hidden_size))
-            self.register_buffer("text_mean", torch.zeros(hidden_size))
-            self.register_buffer("text_scale", torch.ones(hidden_size))
-            self.register_buffer("has_id_embedding", torch.ones(num_items))
-            if text_design == PROJECTION:
-                self.text_projection = nn.Linear(hidden_size, hidden_size)
-            else:
-                # The frozen content vectors' length: the mean norm of the raw text encodings, so
-                # they enter the backbone at the scale of the embeddings it was trained on.
-                self.register_buffer("content_norm", torch.ones(()))
-            if text_popularity:
-                if not score_bias:
-                    raise ValueError("text_popularity needs score_bias=True: it predicts the score offset of items without one")
-                # An item without an ID embedding takes the offset this predicts from its text.
-                self.text_offset = nn.Linear(hidden_size, 1)
-            if text_design == NULL_SPACE:
-                # Right singular vectors of the centred text encodings, their spreads, and which of
-                # them carry the text (the rest are the null space the ID deltas live in).
-                self.register_buffer("text_basis", torch.eye(hidden_size))
-                self.register_buffer("text_spread", torch.ones(hidden_size))
-                self.register_buffer("semantic_mask", torch.ones(hidden_size))
-
-    @property
-    def num_items(self) -> int:
-        return self.weight.size(0)
-
-    def vectors(self) -> torch.Tensor:
-        """Every item's vector, `[num_items, hidden_size]` (the ID table itself without a text tower)."""
-        return self._vectors(self._id_mask_for_step())
-
-    def vectors_and_offsets(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Every item's vector and score offset for one forward pass, from one ID-dropout draw.
-
-        An item whose ID embedding is dropped in this pass also takes the offset of an unknown item
-        (see :meth:`score_bias`): with both, it looks exactly like a cold item at test time, which
-        is what ID dropout trains for. Separate calls to :meth:`vectors` and :meth:`score_bias`
-        cannot give that: each would see its own draw, or none.
-        """
-        uses_id = self._id_mask_for_step()
-        return self._vectors(uses_id), self._offsets(uses_id)
-
-    def _id_mask_for_step(self) -> torch.Tensor | None:
-        """1 for the items whose ID embedding this pass uses (ID dropout applied in training); None without a text tower."""
-        if not self.text_tower:
-            return None
-        uses_id = self.has_id_embedding
-        if self.training and self.id_dropout > 0:
-            # Not rescaled: a kept ID embedding is the same at training and test time.
-            uses_id = uses_id * (torch.rand_like(uses_id) >= self.id_dropout).to(uses_id.dtype)
-        return uses_id
-
-    def _vectors(self, uses_id: torch.Tensor | None) -> torch.Tensor:
-        if uses_id is None:
-            return self.weight
-        if self.text_design == PROJECTION:
-            standardised = (self.text_features - self.text_mean) / self.text_scale
-            text_part = self.text_projection(standardised.to(self.text_projection.weight.dtype))
-            return text_part + self.weight * uses_id.to(self.weight.dtype).unsqueeze(1)
-        return self.content_vectors().to(self.weight.dtype) + self.bounded_deltas() * uses_id.to(self.weight.dtype).unsqueeze(1)
-
-    def content_vectors(self) -> torch.Tensor:
-        """`[num_items, hidden]`: each item's frozen content vector (bounded-delta and null-space designs).
-
-        `bounded-delta`: the standardised text encoding scaled to `content_norm`. `null-space`: its
-        whitened component in the subspace that holds `semantic_variance` of the text encodings'
-        variance, scaled the same way. Unit direction times a fixed length: every item, trained or
-        not, sits on the same sphere, so a new item is as reachable as a trained one.
-        """
-        if self.text_design == NULL_SPACE:
-            # One [hidden, hidden] map (whiten, keep the text subspace, map back), then one product with
-            # the catalogue: the map costs hidden**3, the catalogue product num_items * hidden**2.
-            semantic_map = (self.text_basis * (self.semantic_mask / self.text_spread)) @ self.text_basis.T
-            direction = (self.text_features - self.text_mean) @ semantic_map
-        else:
-            direction = (self.text_features - self.text_mean) / self.text_scale
-        return F.normalize(direction, dim=1) * self.content_norm
-
-    def bounded_deltas(self) -> torch.Tensor:
-        """`[num_items, hidden]`: the trained per-item corrections, each no longer than `delta_max` × `content_norm`.
-
-        The bound keeps a trained item within a fixed angle of its content vector (cosine at least
-        `sqrt(1 - delta_max**2)`), so trained items cannot drift into regions no cold item reaches.
-        The null-space design first projects each delta onto the directions the text does not use.
-        """
-        delta = self.weight
-        if self.text_design == NULL_SPACE:
-            null_map = (self.text_basis * (1.0 - self.semantic_mask)) @ self.text_basis.T
-            delta = delta @ null_map.to(delta.dtype)
-        if self.delta_max is None:
-            return delta
-        limit = self.delta_max * self.content_norm.to(delta.dtype)
-        norms = delta.norm(dim=1, keepdim=True)
-        return delta * torch.clamp(limit / norms.clamp(min=1e-12), max=1.0)
-
-    @torch.no_grad()
-    def set_text_features(self, encodings: torch.Tensor) -> None:
-        """Store every item's text encoding and restart the projection at the identity on them.
-
-        The standardisation statistics come from these encodings (the training catalogue) and stay
-        fixed afterwards, so items added later are standardised exactly like the training items.
-        With the projection at `diag(scale)` and bias `mean`, every item's vector starts as its raw
-        text encoding: where an ID-only table initialised from text starts.
-        """
-        self.text_features.copy_(encodings.to(self.text_features))
-        self.text_mean.copy_(self.text_features.mean(0))
-        self.text_scale.copy_(self.text_features.std(0).clamp(min=1e-6) if self.num_items > 1 else torch.ones_like(self.text_scale))
-        if self.text_design == PROJECTION:
-            self.text_projection.weight.copy_(torch.diag(self.text_scale))
-            self.text_projection.bias.copy_(self.text_mean)
-            return
-        self.content_norm.copy_(self.text_features.norm(dim=1).mean())
-        if self.text_design == NULL_SPACE:
-            centred = (self.text_features - self.text_mean).double()
-            _, singular, basis_t = torch.linalg.svd(centred, full_matrices=True)
-            spread = torch.zeros(self.text_features.size(1), dtype=torch.float64)
-            spread[: singular.numel()] = singular / max(self.num_items - 1, 1) ** 0.5
-            share = torch.cumsum(spread**2, 0) / (spread**2).sum().clamp(min=1e-30)
-            kept = int(torch.searchsorted(share, torch.tensor(self.semantic_variance, dtype=torch.float64)).item()) + 1
-            self.text_basis.copy_(basis_t.T.to(self.text_basis))
-            self.text_spread.copy_(spread.clamp(min=1e-6).to(self.text_spread))
-            self.semantic_mask.copy_((torch.arange(spread.numel()) < kept).to(self.semantic_mask))
-
-    @property
-    def semantic_dims(self) -> int | None:
-        """With the null-space design: how many directions the text keeps (the ID deltas get the rest)."""
-        return int(self.semantic_mask.sum().item()) if self.text_design == NULL_SPACE and self.text_tower else None
-
-    def output_vectors(self, input_vectors: torch.Tensor | None = None) -> torch.Tensor:
-        """The vectors items are scored with: the input vectors when tied (pass them to reuse a step's table)."""
-        if self.output_weight is not None:
-            return self.output_weight
-        return self.vectors() if input_vectors is None else input_vectors
-
-    def score_bias(self) -> torch.Tensor | None:
-        """Each item's score offset, `[num_items]`, or `None` without `score_bias`; no ID dropout.
-
-        With a text tower, an item without an ID embedding (never seen in training, or added later)
-        takes :func:`unknown_item_offset` of the items that have one; detached, so these stand-ins
-        do not pull the trained offsets down as never-chosen negatives. A training pass takes its
-        offsets from :meth:`vectors_and_offsets`, where dropped IDs count as missing too.
-        """
-        return self._offsets(self.has_id_embedding if self.text_tower else None)
-
-    def _offsets(self, uses_id: torch.Tensor | None) -> torch.Tensor | None:
-        """The offsets when only the items in `uses_id` count as known (the unknown offset still comes from every item with an ID)."""
-        if self.bias is None or uses_id is None:
-            return self.bias
-        if self.text_popularity:
-            # Trained through the items whose ID this pass drops: the offset an item's text predicts.
-            standardised = (self.text_features - self.text_mean) / self.text_scale
-            predicted = self.text_offset(standardised.to(self.text_offset.weight.dtype)).squeeze(-1)
-            return torch.where(uses_id.bool(), self.bias, predicted.to(self.bias.dtype))
-        has_id = self.has_id_embedding.bool()
-        if not bool(has_id.any()):
-            return self.bias
-        return torch.where(uses_id.bool(), self.bias, unknown_item_offset(self.bias[has_id]).detach())
-
-    def untrained_items_left_out(self, offsets: torch.Tensor | None) -> torch.Tensor | None:
-        """The offsets for the training loss: with a text tower, items without an ID embedding get -inf.
-
-        An item training never sees is never a positive; left in the softmax it is only ever a
-        negative, and the backbone learns to point away from its text, the one thing that places it
-        once it is recommended. So the loss ranks the items training knows, and such items (cold,
-        or listed in the item file without interactions) are scored only at inference.
-        """
-        if not self.text_tower or bool(self.has_id_embedding.bool().all()):
-            return offsets
-        left_out = torch.where(self.has_id_embedding.bool(), 0.0, float("-inf")).to(self.has_id_embedding.device)
-        return left_out if offsets is None else offsets.float() + left_out
-
-    @torch.no_grad()
-    def set_score_bias_from_counts(self, counts: Sequence[int]) -> None:
-        """Start each item's offset at the log of its smoothed training frequency (centred).
-
-        The offset learns at the item table's rate, about 1e-3 per step, while log-frequencies span
-        several nats: from zero it would take many epochs to learn what counting gives at once. So
-        the model starts as the popularity ranking plus the backbone's scores.
-        """
-        if self.bias is None:
-            raise ValueError("set_score_bias_from_counts needs an item table built with score_bias=True")
-        if len(counts) != self.num_items:
-            raise ValueError(f"got {len(counts)} item counts for an item table of {self.num_items} rows")
-        log_frequency = torch.log(torch.as_tensor(counts, dtype=torch.float32) + 1.0)
-        self.bias.copy_((log_frequency - log_frequency.mean()).to(self.bias))
-        if self.text_popularity:
-            self._fit_text_offset(torch.as_tensor(counts) > 0)
-
-    @torch.no_grad()
-    def _fit_text_offset(self, known: torch.Tensor) -> None:
-        """Start the text popularity map as a ridge regression of the known items' offsets on their text.
-
-        Trained from zero through ID dropout alone, at the fan-in-scaled rate a 576-wide map needs,
-        it would barely move in an epoch; the closed-form fit starts it at what the training counts
-        already say about how popular items with such texts are. The intercept is shifted so the
-        mean prediction equals the offset of an item of unknown popularity (log-mean-exp of the known
-        offsets), where an item without a text signal would sit.
-        """
-        if not bool(known.any()):
-            nn.init.zeros_(self.text_offset.weight)
-            self.text_offset.bias.fill_(float(unknown_item_offset(self.bias)))
-            return
-        features = ((self.text_features - self.text_mean) / self.text_scale)[known].double()
-        targets = self.bias[known].double()
-        centred = features - features.mean(0)
-        gram = centred.T @ centred + TEXT_OFFSET_RIDGE * torch.eye(features.size(1), dtype=torch.float64)
-        weight = torch.linalg.solve(gram, centred.T @ (targets - targets.mean()))
-        predicted_mean = float(features.mean(0) @ weight)
-        self.text_offset.weight.copy_(weight.to(self.text_offset.weight).unsqueeze(0))
-        self.text_offset.bias.fill_(float(unknown_item_offset(self.bias[known])) - predicted_mean)
-
-    def forward(self, item_ids: torch.LongTensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        return F.embedding(item_ids, self.vectors() if table is None else table)
-
-    def set_items_with_id_embedding(self, item_indices: Sequence[int]) -> None:
-        """Only these items use their ID embedding (the ones training sees); the rest are scored from text."""
-        if not self.text_tower:
-            raise ValueError("only an item table with a text tower tells items with and without ID embeddings apart")
-        mask = torch.zeros_like(self.has_id_embedding)
-        if len(item_indices):
-            mask[torch.as_tensor(list(item_indices), dtype=torch.long, device=mask.device)] = 1.0
-        self.has_id_embedding.copy_(mask)
-
-    @torch.no_grad()
-    def append_rows(self, text_features: torch.Tensor) -> None:
-        """Grow the table by one row per new item: text features only, no ID embedding (the item was never trained)."""
-        added = text_features.size(0)
-        weight = self.weight.detach()
-        # Without a text tower the new rows hold the text encoding itself, as every row did before training.
-        new_rows = weight.new_zeros(added, weight.size(1)) if self.text_tower else text_features
-        self.weight = nn.Parameter(torch.cat([weight, new_rows.to(weight)]), requires_grad=self.weight.requires_grad)
-        if self.output_weight is not None:
-            output = self.output_weight.detach()
-            self.output_weight = nn.Parameter(torch.cat([output, new_rows.to(output)]), requires_grad=self.output_weight.requires_grad)
-        if self.bias is not None:
-            # Without a text tower a new item's offset is fixed here (with one, score_bias() imputes it).
-            fill = 0.0 if self.text_tower else float(unknown_item_offset(self.bias.detach()))
-            bias = self.bias.detach()
-            self.bias = nn.Parameter(torch.cat([bias, bias.new_full((added,), fill)]), requires_grad=self.bias.requires_grad)
-        if self.text_tower:
-            self.text_features = torch.cat([self.text_features, text_features.to(self.text_features)])
-            self.has_id_embedding = torch.cat([self.has_id_embedding, self.has_id_embedding.new_zeros(added)])
-
-
-def unknown_item_offset(offsets: torch.Tensor) -> torch.Tensor:
-    """The score offset of an item whose popularity is unknown: the log of the mean of `exp(offsets)`.
-
-    An offset acts on the softmax through `exp`, so an item drawn at random from the catalogue has,
-    in expectation, `mean(exp(offset))` of probability mass. Taking the mean of the offsets instead
-    would rank a new item like a typical long-tail item, far below where a random item's share of
-    interactions puts it.
-    """
-    return torch.logsumexp(offsets.float(), dim=0) - math.log(offsets.numel())
 
 
 class SeqRecPreTrainedModel(PreTrainedModel):
@@ -434,9 +109,9 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         self.item_table = ItemTable(
             config.num_items,
             config.hidden_size,
-            text_tower=getattr(config, "item_text_tower", False),
-            id_dropout=getattr(config, "item_id_dropout", 0.0),
-            score_bias=getattr(config, "item_score_bias", False),
+            text_tower=config.item_text_tower,
+            id_dropout=config.item_id_dropout,
+            score_bias=config.item_score_bias,
             tied=config.tie_item_table,
             text_design=config.item_text_design,
             delta_max=config.item_delta_max,
@@ -449,7 +124,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         # input_mode="id+text": the items' text token ids, read after the most recent items (text_inputs.py).
         self.item_text_inputs = (
             ItemTextInputs(config.num_items, config.item_text_max_tokens, config.text_items_in_context)
-            if getattr(config, "input_mode", "id") == "id+text"
+            if config.input_mode == "id+text"
             else None
         )
         self.item_text_encodings = None  # [num_items, hidden] text encodings, saved with the checkpoint when set
@@ -504,10 +179,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
                 )
             if pretrained:
                 raise ValueError(f"{backbone_name_or_path!r} is a from-scratch baseline; it has no pretrained weights")
-            if config_kwargs.get("use_lora"):
-                raise ValueError(f"{backbone_name_or_path!r} is a from-scratch baseline, trained in full; use_lora must be False")
             pretrained = False
-            config_kwargs["use_lora"] = False
+            config_kwargs.setdefault("use_lora", False)  # trained in full (SeqRecConfig refuses LoRA without pretrained weights)
             backbone_options = {"max_len": config_kwargs.get("max_len", 50), **(backbone_options or {})}
         elif pretrained is None:
             pretrained = True
@@ -601,16 +274,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         `tokenizer` defaults to the checkpoint's own (or the backbone's).
         """
         if self.item_catalog is None:
-            raise ValueError("add_items needs the model's item catalogue (load a checkpoint that has item_catalog.jsonl)")
-        rows = _item_rows(items)
-        known = set(self.item_catalog.item_ids)
-        seen: set[str] = set()
-        for number, (item_id, text) in enumerate(rows):
-            if item_id in known or item_id in seen:
-                raise ValueError(f"add_items: row {number}: item_id {item_id!r} is already in the catalogue; expected new ids only")
-            if not text.strip():
-                raise ValueError(f"add_items: row {number} (item_id {item_id!r}): empty text; a new item is known by its text alone")
-            seen.add(item_id)
+            raise ValueError(f"add_items needs the model's item catalogue (load a checkpoint that has {CATALOG_FILE})")
+        rows = new_item_rows(items, self.item_catalog)
         if not rows:
             return []
         tokenizer = tokenizer or self._load_tokenizer()
@@ -621,24 +286,16 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         self.item_table.append_rows(encodings.to(self.item_table.weight.device))
         self.append_item_text_tokens([text for _, text in rows], tokenizer)
         self.config.num_items = self.item_table.num_items
-        catalog_class = type(self.item_catalog)
-        self.item_catalog = catalog_class(
-            list(self.item_catalog.item_ids) + [item_id for item_id, _ in rows],
-            list(self.item_catalog.texts) + [text for _, text in rows],
-        )
-        popularity = self.item_popularity
-        if popularity is None and getattr(self, "checkpoint_dir", None):
-            path = Path(self.checkpoint_dir) / POPULARITY_FILE
-            if path.is_file():
-                popularity = json.loads(path.read_text(encoding="utf-8"))["counts"]
-        if popularity is not None:
-            self.item_popularity = list(popularity) + [0] * len(rows)
+        self.item_catalog = self.item_catalog.with_items(rows)
+        if self.item_popularity is not None:
+            self.item_popularity = list(self.item_popularity) + [0] * len(rows)
         return list(range(first, first + len(rows)))
 
     def _load_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer saved with the checkpoint this model was loaded from, else the backbone's."""
         from transformers import AutoTokenizer
 
-        directory = getattr(self, "checkpoint_dir", None)
+        directory = self.name_or_path  # the checkpoint directory (see from_pretrained); "" for a fresh model
         if directory and (Path(directory) / "tokenizer_config.json").is_file():
             return AutoTokenizer.from_pretrained(directory)
         from .backbones import resolve_backbone
@@ -712,7 +369,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         self, hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor, offsets: torch.Tensor | None
     ) -> torch.Tensor:
         """Full-catalogue cross-entropy summed over positions, chunked when `config.loss_chunk_size` is set."""
-        chunk = getattr(self.config, "loss_chunk_size", None)
+        chunk = self.config.loss_chunk_size
         if not chunk or hidden.size(0) <= chunk:
             return F.cross_entropy(self.score(hidden, table, offsets).float(), targets, reduction="sum")
         table = self.item_table.output_vectors(table)
@@ -824,26 +481,21 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             custom_object_save(self, directory, config=self.config)
             _save_pipeline_code(directory, self.config)
         self.config.save_pretrained(directory)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.item_table.state_dict().items()}, directory / ITEM_TABLE_FILE)
+        save_safetensors_atomic(_cpu_state(self.item_table.state_dict()), directory / ITEM_TABLE_FILE)
         if self.item_text_inputs is not None:
             self.item_text_inputs.save(directory)
         if self.item_popularity is not None:
-            counts = {"source": "training sequences (items added later count 0)", "counts": list(self.item_popularity)}
-            staging = directory / f".{POPULARITY_FILE}.tmp"
-            staging.write_text(json.dumps(counts) + "\n", encoding="utf-8")
-            os.replace(staging, directory / POPULARITY_FILE)
+            write_item_popularity(directory, self.item_popularity, source="training sequences (items added later count 0)")
         if self.config.use_lora:
-            adapter_state = get_peft_model_state_dict(self.backbone)
-            save_file({k: v.detach().contiguous().cpu() for k, v in adapter_state.items()}, directory / ADAPTER_FILE)
+            save_safetensors_atomic(_cpu_state(get_peft_model_state_dict(self.backbone)), directory / ADAPTER_FILE)
             adapter_config = self.backbone.peft_config["default"]
             adapter_config.base_model_name_or_path = self.config.backbone_name_or_path
             adapter_config.save_pretrained(directory)
             os.replace(directory / "adapter_config.json", directory / ADAPTER_CONFIG_FILE)
         elif not self.config.backbone_pretrained:
-            state = {k: v.detach().contiguous().cpu() for k, v in self.get_backbone().state_dict().items()}
-            save_file(_untie(state), directory / BACKBONE_FILE)
+            save_safetensors_atomic(_untie(_cpu_state(self.get_backbone().state_dict())), directory / BACKBONE_FILE)
         if self.item_text_encodings is not None:
-            _save_file_atomically({"encodings": self.item_text_encodings.detach().contiguous().cpu().float()}, directory / TEXT_ENCODINGS_FILE)
+            save_safetensors_atomic({"encodings": self.item_text_encodings.detach().contiguous().cpu().float()}, directory / TEXT_ENCODINGS_FILE)
         if self.item_catalog is not None:
             self.item_catalog.save(directory)
 
@@ -856,10 +508,17 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         dtype: torch.dtype | str | None = None,
         **kwargs: Any,
     ) -> "SeqRecForNextItem":
-        """Load a checkpoint written by :meth:`save_pretrained`, from a directory or a Hub repo."""
-        directory = _local_checkpoint_dir(pretrained_model_name_or_path, **kwargs)
+        """Load a checkpoint written by :meth:`save_pretrained`, from a directory or a Hub repo.
+
+        The model gets the checkpoint's item catalogue (`item_catalog`) and popularity counts
+        (`item_popularity`), so the next-item pipeline needs nothing but the model. Its
+        `name_or_path` is the local directory the files were read from (the snapshot folder of a
+        Hub repo): `add_items` loads the checkpoint's tokenizer from there.
+        """
+        directory = local_checkpoint_dir(pretrained_model_name_or_path, **kwargs)
         if config is None or not isinstance(config, SeqRecConfig):
             config = SeqRecConfig.from_pretrained(directory)
+        config.name_or_path = str(directory)
         if isinstance(dtype, str) and dtype != "auto":
             dtype = getattr(torch, dtype)
         torch_dtype = dtype if isinstance(dtype, torch.dtype) else torch.float32
@@ -880,10 +539,9 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             _load_adapter_weights(model.backbone, directory / ADAPTER_FILE)
         if (directory / TEXT_ENCODINGS_FILE).is_file():
             model.item_text_encodings = load_file(directory / TEXT_ENCODINGS_FILE)["encodings"]
-        model.checkpoint_dir = str(directory)  # where the pipeline finds the catalogue and popularity files
-        catalog_class = _item_catalog_class()
-        if catalog_class is not None and (directory / CATALOG_FILE).is_file():
-            model.item_catalog = catalog_class.load(directory)
+        if (directory / CATALOG_FILE).is_file():
+            model.item_catalog = ItemCatalog.load(directory)
+        model.item_popularity = read_item_popularity(directory)
         model.to(torch_dtype)
         model.eval()
         return model
@@ -946,20 +604,6 @@ def _is_remote_code() -> bool:
     return __name__.startswith("transformers_modules.")
 
 
-def _item_catalog_class():
-    """hf_seqrec's ItemCatalog; None in a checkpoint's copy of this file.
-
-    transformers copies only this file and its same-folder imports into a checkpoint (its scanner
-    cannot follow `from ..`), so the data package is imported by name, and only inside hf_seqrec.
-    Without it the next-item pipeline reads item_catalog.jsonl itself.
-    """
-    if _is_remote_code() or not __package__:
-        return None
-    import importlib
-
-    return importlib.import_module("..data.catalog", __package__).ItemCatalog
-
-
 def _save_pipeline_code(directory: Path, config: SeqRecConfig) -> None:
     """Copy the next-item pipeline next to the model code and name it in `config.custom_pipelines`.
 
@@ -982,33 +626,9 @@ def _save_pipeline_code(directory: Path, config: SeqRecConfig) -> None:
     }
 
 
-def _item_rows(items: Any) -> list[tuple[str, str]]:
-    """`(item_id, text)` pairs from a list of dicts, a pandas DataFrame or a `datasets.Dataset`."""
-    if hasattr(items, "to_dict") and hasattr(items, "columns"):  # pandas
-        items = items.to_dict("records")
-    elif hasattr(items, "column_names") and hasattr(items, "to_list"):  # datasets.Dataset
-        items = items.to_list()
-    if isinstance(items, dict) or isinstance(items, (str, bytes)):
-        raise TypeError("add_items expects a list of {'item_id', 'text'} rows (or a DataFrame / Dataset with those columns)")
-    rows = []
-    for number, row in enumerate(items):
-        if not isinstance(row, dict) or "item_id" not in row or "text" not in row:
-            found = sorted(row) if isinstance(row, dict) else type(row).__name__
-            raise ValueError(f"add_items: row {number}: expected an 'item_id' and a 'text' field, found {found}")
-        if row["item_id"] is None or not isinstance(row["text"], str):
-            raise ValueError(f"add_items: row {number}: expected a non-null item_id and a string text, found {row!r}")
-        item_id = row["item_id"]
-        if isinstance(item_id, float) and item_id.is_integer():
-            item_id = int(item_id)  # 12.0 from a pandas column is the catalogue's "12"
-        rows.append((str(item_id).strip(), row["text"]))
-    return rows
-
-
-def _save_file_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors into a hidden sibling, then renamed: a reader never sees half a file."""
-    staging = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, staging)
-    os.replace(staging, path)
+def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU copies of a state dict's tensors, as safetensors writes them."""
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -1020,16 +640,3 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         result[name] = tensor.clone() if pointer in seen else tensor
         seen.setdefault(pointer, name)
     return result
-
-
-def _local_checkpoint_dir(name_or_path: str | os.PathLike, **kwargs: Any) -> Path:
-    """A local directory for a checkpoint given as a path or a Hub repo id."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: not a hf_seqrec checkpoint (no config.json)")
-        return path
-    from huggingface_hub import snapshot_download
-
-    hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
-    return Path(snapshot_download(str(name_or_path), **hub_kwargs))

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-ITEM_TEXT_TOKENS_FILE = "item_text_tokens.safetensors"
+from .checkpoint_format import ITEM_TEXT_TOKENS_FILE, save_safetensors_atomic
 
 
 @dataclass
@@ -115,14 +115,11 @@ class ItemTextInputs(nn.Module):
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write the token ids and lengths to `directory/item_text_tokens.safetensors` (atomically)."""
-        path = Path(directory) / ITEM_TEXT_TOKENS_FILE
-        staging = path.with_name(f".{ITEM_TEXT_TOKENS_FILE}.tmp")
-        save_file(
+        save_safetensors_atomic(
             {"token_ids": self.token_ids.detach().cpu().contiguous(), "lengths": self.lengths.detach().cpu().contiguous()},
-            staging,
+            Path(directory) / ITEM_TEXT_TOKENS_FILE,
             metadata={"max_tokens": str(self.max_tokens)},
         )
-        os.replace(staging, path)
 
     @torch.no_grad()
     def load(self, directory: str | os.PathLike) -> None:

@@ -15,14 +15,9 @@ from __future__ import annotations
 from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .next_item import (
-    POPULARITY_FILE,
-    AmbiguousItemWarning,
-    NextItemPipeline,
-    UnknownItemWarning,
-    item_popularity,
-    save_item_popularity,
-)
+# The popularity counts the pipeline's fallback="popular" ranks by are part of the checkpoint format.
+from ..modeling.checkpoint_format import POPULARITY_FILE, item_popularity, save_item_popularity
+from .next_item import AmbiguousItemWarning, NextItemPipeline, UnknownItemWarning
 
 TASK = "next-item"
 

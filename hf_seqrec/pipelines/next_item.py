@@ -43,21 +43,20 @@ and are recommendable at once; a checkpoint trained with ``item_text_tower`` sco
 
 This file is also the checkpoint's own copy of the pipeline: ``save_pretrained`` copies it next to
 ``modeling_seqrec.py`` so that ``pipeline(model=checkpoint, trust_remote_code=True)`` works where
-hf_seqrec is not installed. It therefore imports nothing from hf_seqrec, only torch, transformers,
-huggingface_hub and the standard library (and its same-folder ``precision.py`` and ``explain.py``, copied with it).
+hf_seqrec is not installed. It therefore imports nothing from hf_seqrec, only torch, transformers
+and the standard library (and its same-folder ``precision.py`` and ``explain.py``, copied with it).
+It reads no file either: the model brings its item catalogue (``model.item_catalog``, with the rules
+that normalise ids and titles) and its popularity counts (``model.item_popularity``), both loaded
+by ``from_pretrained`` (see the model's ``checkpoint_format.py``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
-import os
 import re
-import unicodedata
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,8 +66,6 @@ from .explain import DEFAULT_BASELINE, DEFAULT_IG_STEPS, DEFAULT_METHOD, explain
 from .explain import explain as explain_items
 from .precision import check_precision, prepare_for_inference
 
-CATALOG_FILE = "item_catalog.jsonl"
-POPULARITY_FILE = "item_popularity.json"
 DEFAULT_TOP_K = 10
 DEFAULT_BATCH_SIZE = 64
 FALLBACKS = (None, "popular")
@@ -76,7 +73,6 @@ INPUT_KEYS = ("history", "history_text", "timestamps")
 # "Toy Story (1995) | Animation, Children's, Comedy": what comes before " | " is the title.
 TITLE_SEPARATOR = " | "
 _TRAILING_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
-_INTEGRAL_FLOAT_TEXT = re.compile(r"^([+-]?\d+)\.0*$")
 _USAGE = (
     'pass one history as {"history": [item ids, oldest first]} or {"history_text": [titles]}, '
     "or a batch as a list of such dicts"
@@ -91,27 +87,6 @@ class AmbiguousItemWarning(UserWarning):
     """A title of ``history_text`` matches several catalogue items and was skipped."""
 
 
-def normalize_text(text: str) -> str:
-    """Case-, accent- and punctuation-insensitive form of a text (same rule as hf_seqrec.data.catalog)."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
-
-
-def normalize_item_id(value: object) -> str:
-    """An item id as the catalogue stores it: 12, 12.0, "12" and " 12 " are all "12"."""
-    if isinstance(value, bool) or value is None:
-        raise TypeError(f"item ids are strings or integers; got {value!r}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise TypeError(f"item ids are strings or integers; got {value!r}")
-        return str(int(value)) if value.is_integer() else str(value)
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy / torch scalars
-        return normalize_item_id(value.item())
-    text = str(value).strip()
-    return _INTEGRAL_FLOAT_TEXT.sub(r"\1", text)
-
-
 # ----------------------------------------------------------------------------- catalogue lookups
 class CatalogIndex:
     """The lookups the pipeline needs: external id -> row, title/text -> rows, row -> id and text.
@@ -120,14 +95,18 @@ class CatalogIndex:
     the exact text, the exact title (the part before " | "), the normalised text or title
     (case, accents and punctuation ignored), and the normalised title without its "(1995)" year.
     A level with several matching items makes the title ambiguous; it is not resolved by guessing.
+    Ids and texts are normalised by the catalogue's own rules (``normalize_item_id``, ``normalize_text``).
     """
 
-    def __init__(self, item_ids: Sequence[str], texts: Sequence[str]) -> None:
+    def __init__(self, catalog: Any) -> None:
+        item_ids, texts = catalog.item_ids, catalog.texts
         if len(item_ids) != len(texts):
             raise ValueError(f"catalogue has {len(item_ids)} ids but {len(texts)} texts")
         self.item_ids = [str(i) for i in item_ids]
         self.texts = [str(t) for t in texts]
         self.row_of = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        self._normalize_id = catalog.normalize_item_id
+        normalize_text = catalog.normalize_text
         titles = [text.split(TITLE_SEPARATOR, 1)[0].strip() for text in self.texts]
         self._levels = [
             _group(self.texts),
@@ -140,24 +119,11 @@ class CatalogIndex:
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    @classmethod
-    def read(cls, directory: str | os.PathLike) -> "CatalogIndex":
-        """Read ``item_catalog.jsonl`` (one ``{"item_id", "text"}`` per line, in item-table order)."""
-        path = Path(directory) / CATALOG_FILE
-        item_ids, texts = [], []
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    row = json.loads(line)
-                    item_ids.append(row["item_id"])
-                    texts.append(row["text"])
-        return cls(item_ids, texts)
-
     def rows_for_ids(self, values: Iterable[object]) -> tuple[list[int], list[object]]:
         """Rows of the known ids (in order) and the unknown values."""
         rows, unknown = [], []
         for value in values:
-            row = self.row_of.get(normalize_item_id(value))
+            row = self.row_of.get(self._normalize_id(value))
             if row is None:
                 unknown.append(value)
             else:
@@ -188,55 +154,22 @@ def _group(keys: Sequence[str], modulo: int | None = None) -> dict[str, list[int
 
 def _catalog_of(model: Any) -> CatalogIndex:
     catalog = getattr(model, "item_catalog", None)
-    if catalog is not None:
-        return CatalogIndex(catalog.item_ids, catalog.texts)
-    directory = getattr(model, "checkpoint_dir", None)
-    if directory is not None and (Path(directory) / CATALOG_FILE).is_file():
-        return CatalogIndex.read(directory)
-    raise ValueError(
-        "the next-item pipeline needs the model's item catalogue to map item ids to rows: load a checkpoint that has "
-        f"{CATALOG_FILE}, or set `model.item_catalog` (an hf_seqrec ItemCatalog) before building the pipeline"
-    )
-
-
-# ----------------------------------------------------------------------------- popularity
-def item_popularity(sequences: Iterable[Sequence[int]], num_items: int) -> list[int]:
-    """How often each item-table row occurs in ``sequences`` (lists of row indices)."""
-    counts = [0] * num_items
-    for sequence in sequences:
-        for row in sequence:
-            counts[int(row)] += 1
-    return counts
-
-
-def save_item_popularity(
-    directory: str | os.PathLike, sequences: Iterable[Sequence[int]], num_items: int, *, source: str = "training sequences"
-) -> Path:
-    """Write ``item_popularity.json``: the count of every item in ``sequences``, in item-table order.
-
-    The pipeline ranks by these counts under ``fallback="popular"`` (cold-start users). Count the
-    training split only, so the fallback never sees the evaluation targets.
-    """
-    counts = item_popularity(sequences, num_items)
-    path = Path(directory) / POPULARITY_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"source": source, "counts": counts}) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    if catalog is None:
+        raise ValueError(
+            "the next-item pipeline needs the model's item catalogue to map item ids to rows: load a checkpoint that has "
+            "item_catalog.jsonl, or set `model.item_catalog` (an hf_seqrec ItemCatalog) before building the pipeline"
+        )
+    return CatalogIndex(catalog)
 
 
 def _popularity_of(model: Any, num_items: int) -> torch.Tensor:
     counts = getattr(model, "item_popularity", None)
     if counts is None:
-        directory = getattr(model, "checkpoint_dir", None)
-        path = Path(directory) / POPULARITY_FILE if directory is not None else None
-        if path is None or not path.is_file():
-            raise ValueError(
-                f'fallback="popular" needs item popularity counts, and this checkpoint has no {POPULARITY_FILE}; '
-                "write it with hf_seqrec.pipelines.save_item_popularity(checkpoint_dir, training_sequences, num_items) "
-                "or set `model.item_popularity` to one count per item"
-            )
-        counts = json.loads(path.read_text(encoding="utf-8"))["counts"]
+        raise ValueError(
+            'fallback="popular" needs item popularity counts, and this checkpoint has no item_popularity.json; '
+            "write it with hf_seqrec.pipelines.save_item_popularity(checkpoint_dir, training_sequences, num_items) "
+            "and load the checkpoint again, or set `model.item_popularity` to one count per item"
+        )
     counts = torch.as_tensor(counts, dtype=torch.float32).flatten()
     if counts.numel() != num_items:
         raise ValueError(f"item popularity has {counts.numel()} counts for a catalogue of {num_items} items")

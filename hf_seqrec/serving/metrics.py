@@ -23,10 +23,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 
+from ..modeling.checkpoint_format import ADAPTER_CONFIG_FILE, CATALOG_FILE, POPULARITY_FILE
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # What identifies a checkpoint's behaviour: its config, item catalogue and weights (not its model card).
-REVISION_FILES = ("config.json", "item_catalog.jsonl", "item_popularity.json", "seqrec_adapter_config.json")
+REVISION_FILES = ("config.json", CATALOG_FILE, POPULARITY_FILE, ADAPTER_CONFIG_FILE)
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -88,8 +90,11 @@ class MetricsMiddleware:
 
 def model_revision(model: Any) -> tuple[str, str]:
     """``(revision, source)`` of a loaded model: ``("<commit>", "hub-commit")``, ``("<sha256>", "sha256-of-files")``
-    or ``("unknown", "none")`` for a model that was not loaded from a checkpoint."""
-    directory = getattr(model, "checkpoint_dir", None)
+    or ``("unknown", "none")`` for a model that was not loaded from a checkpoint.
+
+    The checkpoint directory is the model's ``name_or_path``: ``from_pretrained`` sets it to the local
+    directory it read (a Hub repo's snapshot folder, named after the commit)."""
+    directory = getattr(model, "name_or_path", None)
     if not directory:
         return "unknown", "none"
     directory = Path(directory)
@@ -116,7 +121,7 @@ def files_digest(directory: Path) -> str:
 
 def model_name(model: Any) -> str:
     """A Hub repo id for a Hub snapshot (``owner/name``), else the checkpoint directory's path."""
-    directory = getattr(model, "checkpoint_dir", None)
+    directory = getattr(model, "name_or_path", None)
     if not directory:
         return type(model).__name__
     path = Path(directory)

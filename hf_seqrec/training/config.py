@@ -1,142 +1,244 @@
-"""The fine-tuning configuration: one flat dataclass, read from YAML and overridden on the command line."""
+"""The fine-tuning configuration, in the shape of transformers' example scripts and peft's ``LoraConfig``.
+
+The options are three dataclasses whose fields carry their ``--help`` text in ``metadata["help"]``:
+``DataConfig`` (data/prepare.py: where the data comes from and how it is read), :class:`ModelArguments`
+(what model is built) and :class:`RunArguments` (optimisation, evaluation, output). :class:`FinetuneConfig`
+is the three in one flat dataclass, so ``config.dataset``, ``config.backbone`` and ``config.num_epochs``
+all work and training_config.yaml is one flat mapping. Each ``__post_init__`` checks and normalises its
+own options (wrong types, impossible combinations, defaults that depend on other options) and warns
+about legal but suspicious ones. :class:`SeqRecArgumentParser` (an ``HfArgumentParser``) makes one flag
+per field; a YAML file given with ``--config`` is read first and the flags given override it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import difflib
+import functools
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
+from transformers import HfArgumentParser
 
-from ..data.prepare import TIMESTAMP_AUTO, DataConfig
-from ..modeling.baselines import BASELINE_BACKBONES, BASELINE_DEFAULTS, POPULARITY
+from ..data.prepare import DataConfig
+from ..modeling.baselines import BASELINE_BACKBONES, BASELINE_SIZES, POPULARITY, baseline_sizes
+from ..modeling.configuration_seqrec import DEFAULT_ITEM_ID_DROPOUT, ITEM_TEXT_MAX_TOKENS, TEXT_ITEMS_IN_CONTEXT
 
 
 class ConfigError(ValueError):
     """A configuration value (from YAML or the command line) that cannot be used."""
 
 
-@dataclass
-class FinetuneConfig:
-    """Everything a fine-tuning run needs. Field comments are the `--help` texts."""
+DEFAULT_LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 
-    # data
-    dataset: str = "movielens-100k"  # built-in dataset name or path to an interactions file
-    items: str | None = None  # item metadata file (id + text fields)
-    user_column: str = "user_id"  # interactions column holding the user id
-    item_column: str = "item_id"  # interactions column holding the item id
-    timestamp_column: str | None = TIMESTAMP_AUTO  # interactions column holding the time; none = file order; auto = "timestamp" if the file has one, else file order (with a notice)
-    rating_column: str | None = None  # interactions column holding a rating (optional)
-    min_rating: float | None = None  # keep interactions rated at least this (default: all, implicit feedback)
-    item_id_column: str = "item_id"  # item metadata column holding the item id
-    item_text_fields: list[str] | None = None  # item metadata columns rendered into the item text
-    item_text_template: str | None = None  # str.format template for the item text, e.g. "{title} | {genres}"
-    k_core: int = 0  # drop users and items with fewer interactions than this (0 = off)
-    file_format: str | None = None  # csv, tsv, parquet or jsonl when the file extension does not say
-    delimiter: str | None = None  # field separator of csv/tsv files, e.g. ";"
-    # model
-    backbone: str = "smollm2-135m"  # backbone alias (smollm2-135m, tiny-llama), local directory or Hub id; or a baseline: sasrec, gru4rec, lstm (from scratch), popularity
-    backbone_layers: int | None = None  # keep only the first K decoder layers of a pretrained backbone (none = all)
-    input_mode: str = "id"  # "id": one position per item; "id+text": the most recent items are also read as their text's tokens, and the next item is predicted after them
-    text_items_in_context: int | None = None  # with input_mode id+text: how many of the most recent items are followed by their text (default 5)
-    item_text_max_tokens: int | None = None  # with input_mode id+text: most tokens of an item's text read, the first ones (default 16)
-    max_len: int = 50  # most recent items read per user; training sequences are cut into windows of this length
-    item_text_init: bool = True  # initialise the item table from the backbone's embeddings of the item text
-    use_lora: bool = True  # adapt the backbone with LoRA (False: train it in full)
-    lora_r: int = 8  # LoRA rank
-    lora_alpha: int = 16  # LoRA scaling numerator
-    lora_dropout: float = 0.0  # dropout on the LoRA input
-    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])  # modules adapted by LoRA
-    item_embedding_dropout: float = 0.0  # dropout on input item embeddings
-    item_text_tower: bool = False  # item vector = learned projection of its text encoding + an ID embedding for items seen in training; unseen and added items are scored from text
-    item_score_bias: bool = False  # a learned per-item score offset, started at the item's log training frequency (popularity)
-    tie_item_table: bool = True  # score items with the input item table (False: a separate output table)
-    item_id_dropout: float | None = None  # with item_text_tower: chance per item and step of dropping its ID embedding (default 0.5)
-    item_text_design: str = "projection"  # with item_text_tower: "projection" (learned projection of the text + ID embedding), "bounded-delta" (frozen content vector + a per-item delta of bounded norm) or "null-space" (the delta confined to directions the text leaves empty)
-    item_delta_max: float | None = 0.5  # bounded-delta and null-space designs: largest delta norm relative to the content vector's (none = unbounded, null-space only)
-    item_semantic_variance: float = 0.9  # null-space design: share of the text encodings' variance kept for the text
-    item_text_popularity: bool = False  # with item_text_tower and item_score_bias: items without an ID embedding take a score offset predicted from their text (trained through ID dropout)
-    item_text_encoder: str = "token-embeddings"  # how item text becomes a vector: "token-embeddings" (mean input token embedding), "mean-pooled" or "last-token" (the frozen pretrained LM reads the text)
-    item_text_prompt: str | None = None  # template with a {text} field that wraps the item text before it is encoded
-    item_text_encoder_layers: int | None = None  # contextual encoders: decoder layers of the pretrained model that read the text (default: the backbone's)
-    loss_chunk_size: int | None = None  # score the catalogue this many positions at a time (bounds logits memory for huge catalogues)
+
+@dataclass
+class ModelArguments:
+    """What model a run builds: the backbone, how items enter it and are scored, LoRA, and the baselines' sizes."""
+
+    _argument_group_name = "model"
+
+    backbone: str = field(
+        default="smollm2-135m",
+        metadata={
+            "help": "backbone alias (smollm2-135m, tiny-llama), local directory or Hub id; or a baseline: sasrec, "
+            "gru4rec, lstm (from scratch), popularity"
+        },
+    )
+    backbone_layers: int | None = field(
+        default=None, metadata={"help": "keep only the first K decoder layers of a pretrained backbone (none = all)"}
+    )
+    input_mode: str = field(
+        default="id",
+        metadata={
+            "help": '"id": one position per item; "id+text": the most recent items are also read as their text\'s '
+            "tokens, and the next item is predicted after them"
+        },
+    )
+    text_items_in_context: int | None = field(
+        default=None,
+        metadata={
+            "help": "with input_mode id+text: how many of the most recent items are followed by their text "
+            f"(default {TEXT_ITEMS_IN_CONTEXT})"
+        },
+    )
+    item_text_max_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "with input_mode id+text: most tokens of an item's text read, the first ones "
+            f"(default {ITEM_TEXT_MAX_TOKENS})"
+        },
+    )
+    max_len: int = field(
+        default=50,
+        metadata={"help": "most recent items read per user; training sequences are cut into windows of this length"},
+    )
+    item_text_init: bool = field(
+        default=True, metadata={"help": "initialise the item table from the backbone's embeddings of the item text"}
+    )
+    use_lora: bool = field(default=True, metadata={"help": "adapt the backbone with LoRA (False: train it in full)"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input"})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGET_MODULES),
+        metadata={"help": "modules adapted by LoRA (comma-separated)"},
+    )
+    item_embedding_dropout: float = field(default=0.0, metadata={"help": "dropout on input item embeddings"})
+    item_text_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "item vector = learned projection of its text encoding + an ID embedding for items seen in "
+            "training; unseen and added items are scored from text"
+        },
+    )
+    item_score_bias: bool = field(
+        default=False,
+        metadata={"help": "a learned per-item score offset, started at the item's log training frequency (popularity)"},
+    )
+    tie_item_table: bool = field(
+        default=True, metadata={"help": "score items with the input item table (False: a separate output table)"}
+    )
+    item_id_dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "with item_text_tower: chance per item and step of dropping its ID embedding "
+            f"(default {DEFAULT_ITEM_ID_DROPOUT})"
+        },
+    )
+    item_text_design: str = field(
+        default="projection",
+        metadata={
+            "help": 'with item_text_tower: "projection" (learned projection of the text + ID embedding), '
+            '"bounded-delta" (frozen content vector + a per-item delta of bounded norm) or "null-space" '
+            "(the delta confined to directions the text leaves empty)"
+        },
+    )
+    item_delta_max: float | None = field(
+        default=0.5,
+        metadata={
+            "help": "bounded-delta and null-space designs: largest delta norm relative to the content vector's "
+            "(none = unbounded, null-space only)"
+        },
+    )
+    item_semantic_variance: float = field(
+        default=0.9, metadata={"help": "null-space design: share of the text encodings' variance kept for the text"}
+    )
+    item_text_popularity: bool = field(
+        default=False,
+        metadata={
+            "help": "with item_text_tower and item_score_bias: items without an ID embedding take a score offset "
+            "predicted from their text (trained through ID dropout)"
+        },
+    )
+    item_text_encoder: str = field(
+        default="token-embeddings",
+        metadata={
+            "help": 'how item text becomes a vector: "token-embeddings" (mean input token embedding), '
+            '"mean-pooled" or "last-token" (the frozen pretrained LM reads the text)'
+        },
+    )
+    item_text_prompt: str | None = field(
+        default=None,
+        metadata={"help": "template with a {text} field that wraps the item text before it is encoded"},
+    )
+    item_text_encoder_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "contextual encoders: decoder layers of the pretrained model that read the text "
+            "(default: the backbone's)"
+        },
+    )
+    loss_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "score the catalogue this many positions at a time (bounds logits memory for huge catalogues)"
+        },
+    )
     # from-scratch baseline backbones only (sasrec, gru4rec, lstm; none = the baseline's default)
-    hidden_size: int | None = None  # width of the item table and the backbone (default 64)
-    num_layers: int | None = None  # transformer blocks (sasrec, default 2) or stacked recurrent layers (default 1)
-    num_heads: int | None = None  # attention heads (sasrec only, default 1)
-    dropout: float | None = None  # dropout inside the backbone (default 0.2)
-    # optimisation
-    num_epochs: int = 2  # passes over the training windows
-    max_steps: int | None = None  # stop after this many optimizer steps (overrides num_epochs when reached first)
-    batch_size: int = 16  # training windows per device per step
-    eval_batch_size: int = 64  # users per device per evaluation batch
-    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
-    group_by_length: bool = False  # batch training windows of similar length together (less padding; order still reshuffled every epoch)
-    learning_rate: float = 1e-3  # AdamW learning rate of the LoRA adapter (or the backbone)
-    item_table_learning_rate: float | None = None  # AdamW learning rate of the item table (default: learning_rate)
-    weight_decay: float = 0.0  # AdamW weight decay (not applied to the item table)
-    lr_scheduler: str = "constant_with_warmup"  # any transformers scheduler name: linear, cosine, constant_with_warmup, ...
-    warmup_steps: int = 0  # linear warm-up steps
-    max_grad_norm: float = 1.0  # gradient clipping (0 = off)
-    mixed_precision: str = "auto"  # "auto" = bf16 on a GPU, fp32 on the CPU; or "no", "bf16", "fp16"
-    seed: int = 42  # seeds Python, NumPy, torch and the data order
-    # evaluation and checkpoints
-    early_stopping_patience: int | None = 3  # epochs without a better validation NDCG@10 before stopping
-    checkpoint_every_steps: int = 200  # save the full training state every this many optimizer steps
-    cold_start_fraction: float = 0.0  # hold out this fraction of items (seeded by seed) from training and report cold and warm test metrics separately (0 = off)
-    eval_max_users: int | None = None  # evaluate on the first N users only (quick runs; metrics files say so)
-    bootstrap_samples: int = 1000  # resamples for the metrics' 95% intervals
-    num_workers: int = 0  # DataLoader worker processes
-    # output
-    output_dir: str = "runs/smollm2-ml100k"  # where the checkpoint, metrics and logs go
-    overwrite_output_dir: bool = False  # allow writing into a non-empty output directory
-    resume: bool = False  # continue from the last saved training state in output_dir
-    report_to: str | None = "tensorboard"  # accelerate tracker ("tensorboard", "all", none)
-    merge: bool = False  # also write a standalone merged model (adapter folded in) to output_dir/merged
-    push_to_hub: bool = False  # upload the final checkpoint to the Hub
-    hub_model_id: str | None = None  # repository id for --push_to_hub
+    hidden_size: int | None = field(
+        default=None, metadata={"help": "baselines: width of the item table and the backbone (default 64)"}
+    )
+    num_layers: int | None = field(
+        default=None,
+        metadata={"help": "baselines: transformer blocks (sasrec, default 2) or stacked recurrent layers (default 1)"},
+    )
+    num_heads: int | None = field(default=None, metadata={"help": "baselines: attention heads (sasrec only, default 1)"})
+    dropout: float | None = field(default=None, metadata={"help": "baselines: dropout inside the backbone (default 0.2)"})
 
     def __post_init__(self) -> None:
-        for spec in fields(self):
-            value = getattr(self, spec.name)
-            setattr(self, spec.name, _coerce(spec.name, value, _field_type(spec)))
+        _coerce_fields(self, ModelArguments)
+        self._check_model_options()
+
+    @property
+    def is_baseline(self) -> bool:
+        """A from-scratch baseline backbone or popularity: no pretrained weights and no tokenizer."""
+        return self.backbone in BASELINE_BACKBONES or self.backbone == POPULARITY
+
+    def _check_model_options(self) -> None:
         self._settle_input_mode_options()
-        for name in ("num_epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_len"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 0:
-            raise ConfigError(f"max_steps: expected a non-negative integer, got {self.max_steps}")
-        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise ConfigError(f"mixed_precision: expected auto, no, bf16 or fp16, got {self.mixed_precision!r}")
-        if self.push_to_hub and not self.hub_model_id:
-            raise ConfigError("push_to_hub: --hub_model_id is required to push")
+        if self.max_len < 1:
+            raise ConfigError(f"max_len: expected a positive integer, got {self.max_len}")
         self._settle_baseline_options()
         self._settle_text_tower_options()
-        if not 0.0 <= self.cold_start_fraction < 1.0:
-            raise ConfigError(f"cold_start_fraction: expected a value in [0, 1), got {self.cold_start_fraction}")
+        if not self.use_lora and (
+            self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules
+        ) != (8, 16, 0.0, list(DEFAULT_LORA_TARGET_MODULES)):
+            warnings.warn("lora_*: LoRA options are set but use_lora is false, so they are not used", UserWarning, stacklevel=3)
 
     def _settle_input_mode_options(self) -> None:
         """"id+text" reads item text through the backbone's tokenizer and embeddings; its two sizes apply to it alone."""
         if self.input_mode not in ("id", "id+text"):
             raise ConfigError(f"input_mode: expected 'id' or 'id+text', got {self.input_mode!r}")
-        sizes = {"text_items_in_context": 5, "item_text_max_tokens": 16}
+        sizes = {"text_items_in_context": TEXT_ITEMS_IN_CONTEXT, "item_text_max_tokens": ITEM_TEXT_MAX_TOKENS}
         if self.input_mode == "id":
             given = [name for name in sizes if getattr(self, name) is not None]
             if given:
                 raise ConfigError(f"{', '.join(given)}: applies only with --input_mode id+text")
             return
-        if self.backbone in BASELINE_BACKBONES or self.backbone == POPULARITY:
+        if self.is_baseline:
             raise ConfigError(f"input_mode: 'id+text' reads item text, and the {self.backbone!r} baseline has no tokenizer to read it with")
         for name, default in sizes.items():
             if getattr(self, name) is None:
                 setattr(self, name, default)
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+
+    def _settle_baseline_options(self) -> None:
+        """Fill in the baseline sizes, so training_config.yaml records what was actually built.
+
+        From-scratch backbones have no pretrained weights (nothing for LoRA to adapt, the whole backbone
+        is trained) and no tokenizer (no item text to initialise the table from): ``use_lora`` and
+        ``item_text_init`` are set to false for them and for popularity, here and nowhere else.
+        """
+        if self.backbone in BASELINE_BACKBONES:
+            try:
+                sizes = baseline_sizes(self.backbone, **{name: getattr(self, name) for name in BASELINE_SIZES})
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+            for name, value in sizes.items():
+                setattr(self, name, value)
+            if self.backbone_layers is not None:
+                raise ConfigError(f"backbone_layers: keeps layers of a pretrained backbone; size the {self.backbone!r} baseline with num_layers")
+        else:
+            if self.backbone_layers is not None and self.backbone_layers < 1:
+                raise ConfigError(f"backbone_layers: expected a positive number of decoder layers, got {self.backbone_layers}")
+            given = [name for name in BASELINE_SIZES if getattr(self, name) is not None]
+            if given:
+                raise ConfigError(
+                    f"{', '.join(given)}: only size the from-scratch baselines ({', '.join(BASELINE_BACKBONES)}); "
+                    f"the {self.backbone!r} backbone brings its own architecture"
+                )
+        if self.is_baseline:
+            self.use_lora = False
+            self.item_text_init = False
 
     def _settle_text_tower_options(self) -> None:
         """The text tower reads item text through the backbone's tokenizer; ID dropout and the design are its options."""
@@ -156,7 +258,7 @@ class FinetuneConfig:
         if self.item_delta_max is not None and not self.item_delta_max > 0:
             raise ConfigError(f"item_delta_max: expected a positive number, got {self.item_delta_max}")
         if self.item_text_encoder != "token-embeddings" or self.item_text_prompt is not None or self.item_text_encoder_layers is not None:
-            if not self.item_text_init or self.backbone in BASELINE_BACKBONES or self.backbone == POPULARITY:
+            if not self.item_text_init or self.is_baseline:
                 raise ConfigError("item_text_encoder: item text is encoded only for a pretrained LM backbone with item_text_init")
         if self.item_text_popularity and not (self.item_text_tower and self.item_score_bias):
             raise ConfigError("item_text_popularity: needs --item_text_tower and --item_score_bias (it predicts the score offset from text)")
@@ -167,80 +269,133 @@ class FinetuneConfig:
                 raise ConfigError("item_id_dropout: applies only with --item_text_tower")
             self.item_id_dropout = 0.0
             return
-        if self.backbone in BASELINE_BACKBONES or self.backbone == POPULARITY:
+        if self.is_baseline:
             raise ConfigError(f"item_text_tower: the {self.backbone!r} baseline has no tokenizer to read item text with")
         if not self.tie_item_table:
             raise ConfigError("tie_item_table: a separate output table is not available with --item_text_tower (cold items are scored from text)")
         if not self.item_text_init:
             raise ConfigError("item_text_tower: needs item_text_init (the tower starts from the item texts' encodings)")
         if self.item_id_dropout is None:
-            self.item_id_dropout = 0.5
+            self.item_id_dropout = DEFAULT_ITEM_ID_DROPOUT
         if not 0.0 <= self.item_id_dropout < 1.0:
             raise ConfigError(f"item_id_dropout: expected a value in [0, 1), got {self.item_id_dropout}")
 
-    def _settle_baseline_options(self) -> None:
-        """Fill in the baseline sizes, so training_config.yaml records what was actually built.
 
-        From-scratch backbones have no pretrained weights (nothing for LoRA to adapt, the whole backbone
-        is trained) and no tokenizer (no item text to initialise the table from): ``use_lora`` and
-        ``item_text_init`` are set to false for them.
-        """
-        sizes = ("hidden_size", "num_layers", "num_heads", "dropout")
-        if self.backbone in BASELINE_BACKBONES:
-            for name in sizes:
-                if getattr(self, name) is None:
-                    setattr(self, name, BASELINE_DEFAULTS[self.backbone][name])
-            if self.backbone != "sasrec" and self.num_heads is not None:
-                raise ConfigError(f"num_heads: applies to the sasrec backbone only, not {self.backbone!r}")
-            for name in ("hidden_size", "num_layers"):
-                if getattr(self, name) < 1:
-                    raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-            if self.num_heads is not None and (self.num_heads < 1 or self.hidden_size % self.num_heads):
-                raise ConfigError(f"num_heads: expected a positive divisor of hidden_size {self.hidden_size}, got {self.num_heads}")
-            if not 0.0 <= self.dropout < 1.0:
-                raise ConfigError(f"dropout: expected a value in [0, 1), got {self.dropout}")
-            if self.backbone_layers is not None:
-                raise ConfigError(f"backbone_layers: keeps layers of a pretrained backbone; size the {self.backbone!r} baseline with num_layers")
-            self.use_lora = False
-            self.item_text_init = False
-        else:
-            if self.backbone_layers is not None and self.backbone_layers < 1:
-                raise ConfigError(f"backbone_layers: expected a positive number of decoder layers, got {self.backbone_layers}")
-            given = [name for name in sizes if getattr(self, name) is not None]
-            if given:
-                raise ConfigError(
-                    f"{', '.join(given)}: only size the from-scratch baselines ({', '.join(BASELINE_BACKBONES)}); "
-                    f"the {self.backbone!r} backbone brings its own architecture"
-                )
-            if self.backbone == POPULARITY:
-                self.use_lora = False
-                self.item_text_init = False
+@dataclass
+class RunArguments:
+    """How a run trains, evaluates and saves: optimisation, evaluation, checkpoints and output."""
 
-    def record_data_report(self, report: dict[str, Any]) -> None:
-        """Replace ``timestamp_column: auto`` by what the data gave (a column or None), before training_config.yaml is written.
+    _argument_group_name = "run"
 
-        The saved config then says how the run read its data, and scripts/evaluate.py reads it the
-        same way without repeating the file-order notice.
-        """
-        if self.timestamp_column == TIMESTAMP_AUTO and "timestamp_column" in report:
-            self.timestamp_column = report["timestamp_column"]
+    # optimisation
+    num_epochs: int = field(default=2, metadata={"help": "passes over the training windows"})
+    max_steps: int | None = field(
+        default=None,
+        metadata={"help": "stop after this many optimizer steps (overrides num_epochs when reached first)"},
+    )
+    batch_size: int = field(default=16, metadata={"help": "training windows per device per step"})
+    eval_batch_size: int = field(default=64, metadata={"help": "users per device per evaluation batch"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    group_by_length: bool = field(
+        default=False,
+        metadata={
+            "help": "batch training windows of similar length together (less padding; order still reshuffled every epoch)"
+        },
+    )
+    learning_rate: float = field(
+        default=1e-3, metadata={"help": "AdamW learning rate of the LoRA adapter (or the backbone)"}
+    )
+    item_table_learning_rate: float | None = field(
+        default=None, metadata={"help": "AdamW learning rate of the item table (default: learning_rate)"}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not applied to the item table)"})
+    lr_scheduler: str = field(
+        default="constant_with_warmup",
+        metadata={"help": "any transformers scheduler name: linear, cosine, constant_with_warmup, ..."},
+    )
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping (0 = off)"})
+    mixed_precision: str = field(
+        default="auto",
+        metadata={"help": '"auto" = bf16 on a GPU, fp32 on the CPU; or "no", "bf16", "fp16"'},
+    )
+    seed: int = field(default=42, metadata={"help": "seeds Python, NumPy, torch and the data order"})
+    # evaluation and checkpoints
+    early_stopping_patience: int | None = field(
+        default=3, metadata={"help": "epochs without a better validation NDCG@10 before stopping"}
+    )
+    checkpoint_every_steps: int = field(
+        default=200, metadata={"help": "save the full training state every this many optimizer steps"}
+    )
+    cold_start_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "hold out this fraction of items (seeded by seed) from training and report cold and warm test "
+            "metrics separately (0 = off)"
+        },
+    )
+    eval_max_users: int | None = field(
+        default=None, metadata={"help": "evaluate on the first N users only (quick runs; metrics files say so)"}
+    )
+    bootstrap_samples: int = field(default=1000, metadata={"help": "resamples for the metrics' 95% intervals"})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    # output
+    output_dir: str = field(
+        default="runs/smollm2-ml100k", metadata={"help": "where the checkpoint, metrics and logs go"}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "allow writing into a non-empty output directory"}
+    )
+    resume: bool = field(default=False, metadata={"help": "continue from the last saved training state in output_dir"})
+    report_to: str | None = field(
+        default="tensorboard", metadata={"help": 'accelerate tracker ("tensorboard", "all", none)'}
+    )
+    merge: bool = field(
+        default=False, metadata={"help": "also write a standalone merged model (adapter folded in) to output_dir/merged"}
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "upload the final checkpoint to the Hub"})
+    hub_model_id: str | None = field(default=None, metadata={"help": "repository id for --push_to_hub"})
 
-    def data_config(self) -> DataConfig:
-        return DataConfig(
-            dataset=self.dataset,
-            items=self.items,
-            user_column=self.user_column,
-            item_column=self.item_column,
-            timestamp_column=self.timestamp_column,
-            rating_column=self.rating_column,
-            min_rating=self.min_rating,
-            item_id_column=self.item_id_column,
-            item_text_fields=self.item_text_fields,
-            item_text_template=self.item_text_template,
-            k_core=self.k_core,
-            file_format=self.file_format,
-            delimiter=self.delimiter,
-        )
+    def __post_init__(self) -> None:
+        _coerce_fields(self, RunArguments)
+        self._check_run_options()
+
+    def _check_run_options(self) -> None:
+        for name in ("num_epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ConfigError(f"max_steps: expected a non-negative integer, got {self.max_steps}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ConfigError(f"mixed_precision: expected auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ConfigError("push_to_hub: --hub_model_id is required to push")
+        if not 0.0 <= self.cold_start_fraction < 1.0:
+            raise ConfigError(f"cold_start_fraction: expected a value in [0, 1), got {self.cold_start_fraction}")
+        if self.warmup_steps and self.lr_scheduler == "constant":
+            warnings.warn(
+                "warmup_steps: the constant scheduler has no warm-up; use constant_with_warmup to warm up",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+@dataclass
+class FinetuneConfig(RunArguments, ModelArguments, DataConfig):
+    """Everything a fine-tuning run needs: the data, model and run options as one flat dataclass.
+
+    Fields come in that order (data, model, run), which is also the order of training_config.yaml.
+    A data option that ``DataConfig`` refuses is a :class:`ConfigError` here, like every other option.
+    """
+
+    def __post_init__(self) -> None:
+        _coerce_fields(self, FinetuneConfig)
+        try:
+            DataConfig.__post_init__(self)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(str(error)) from None
+        self._check_model_options()
+        self._check_run_options()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -275,7 +430,7 @@ class FinetuneConfig:
 def resolve_mixed_precision(mixed_precision: str) -> str:
     """accelerate's ``mixed_precision`` for a run's setting: "auto" is bf16 on a GPU that supports it, else fp32 ("no").
 
-    One function for the trainer and scripts/evaluate.py, so a checkpoint is re-scored under the
+    One function for the trainer and scripts/evaluate_checkpoint.py, so a checkpoint is re-scored under the
     precision its run scored it with.
     """
     if mixed_precision != "auto":
@@ -285,13 +440,23 @@ def resolve_mixed_precision(mixed_precision: str) -> str:
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
-def _field_type(spec: dataclasses.Field) -> Any:
-    hints = typing.get_type_hints(FinetuneConfig)
-    return hints[spec.name]
+@functools.cache
+def _type_hints(owner: type) -> dict[str, Any]:
+    return typing.get_type_hints(owner)
+
+
+def _coerce_fields(options: Any, owner: type) -> None:
+    """Check (and gently convert) every field of ``owner`` that ``options`` holds against its annotation."""
+    hints = _type_hints(owner)
+    for spec in fields(owner):
+        setattr(options, spec.name, _coerce(spec.name, getattr(options, spec.name), hints[spec.name]))
 
 
 def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Check (and gently convert, e.g. int -> float) a value against its field's type."""
+    """Check (and gently convert, e.g. int -> float) a value against its field's type.
+
+    Command-line values arrive as text: "none"/"null" for an optional value, "a,b" for a list.
+    """
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -334,46 +499,66 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-class LiteralHelpArgumentParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose help texts are plain text, not ``%``-format strings.
+class LiteralHelpFormatter(argparse.HelpFormatter):
+    """Help texts printed as written.
 
-    argparse formats every help text with ``%`` to fill in ``%(default)s``; a help text that
-    merely mentions a percentage ("95% intervals") then crashes ``--help``. The field comments that
-    become help texts are prose, so every ``%`` in them is escaped.
+    argparse formats every help text with ``%`` to fill in ``%(default)s``; a help text that merely
+    mentions a percentage ("95% intervals") then crashes ``--help``. The help texts here are prose.
     """
 
-    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
-        if isinstance(kwargs.get("help"), str):
-            kwargs["help"] = kwargs["help"].replace("%", "%%")
-        return super().add_argument(*args, **kwargs)
+    def _expand_help(self, action: argparse.Action) -> str:
+        return self._get_help_string(action)
 
 
-def build_argument_parser(description: str) -> argparse.ArgumentParser:
-    """One `--option` per config field; only options actually given override the YAML file."""
-    parser = LiteralHelpArgumentParser(description=description)
-    parser.add_argument("--config", help="YAML file with option values (command-line options override it)")
-    source = Path(__file__).read_text(encoding="utf-8")
-    for spec in fields(FinetuneConfig):
-        help_text = _field_comment(source, spec.name)
-        annotation = _field_type(spec)
-        if annotation is bool:
-            parser.add_argument(f"--{spec.name}", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(f"--{spec.name}", default=argparse.SUPPRESS, help=help_text)
+class SeqRecArgumentParser(HfArgumentParser):
+    """``HfArgumentParser`` for option dataclasses that check and convert their own values in ``__post_init__``.
+
+    What it adds, each kept from the scripts' command lines:
+
+    - a value other than a boolean reaches the dataclass as written, so "none"/"null" works for an
+      optional value, a list is comma-separated, and a wrong type is reported by the dataclass with the
+      option named (``batch_size: expected an integer, got 'big'``), as it is for a YAML file;
+    - every boolean has ``--NAME``, ``--NAME false`` and ``--no-NAME``;
+    - help texts are prose (a ``%`` in one is printed as is);
+    - no defaults are filled in: :meth:`given_options` returns only the options on the command line, so
+      they override a ``--config`` file and the dataclass supplies the rest.
+    """
+
+    def __init__(self, dataclass_types: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", LiteralHelpFormatter)
+        super().__init__(dataclass_types, **kwargs)
+        names = {spec.name for dtype in self.dataclass_types for spec in fields(dtype)}
+        for action in self._actions:
+            if action.dest in names:
+                action.default = argparse.SUPPRESS
+
+    @staticmethod
+    def _parse_dataclass_field(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+        if field.type is not bool:
+            field = copy.copy(field)
+            field.type = str  # the dataclass converts and checks it
+        HfArgumentParser._parse_dataclass_field(parser, field)
+        if field.type is bool:
+            missing = [o for o in (f"--no-{field.name}", f"--no_{field.name}") if o not in parser._option_string_actions]
+            if missing:
+                parser.add_argument(*missing, action="store_false", dest=field.name, help=f"set {field.name} to false")
+
+    def given_options(self, argv: list[str] | None = None) -> dict[str, Any]:
+        """The options given on the command line (``config`` among them when the parser has it)."""
+        return vars(self.parse_args(argv))
+
+
+def build_argument_parser(description: str) -> SeqRecArgumentParser:
+    """One flag per option of :class:`FinetuneConfig`, grouped as data, model and run options, and ``--config``."""
+    parser = SeqRecArgumentParser((DataConfig, ModelArguments, RunArguments), description=description)
+    parser.add_argument("--config", default=argparse.SUPPRESS, help="YAML file with option values (command-line options override it)")
     return parser
 
 
 def config_from_args(argv: list[str] | None = None, description: str = "") -> FinetuneConfig:
-    args = vars(build_argument_parser(description).parse_args(argv))
-    config_path = args.pop("config", None)
+    """The run's config: ``--config FILE.yaml`` (if given) overridden by the other flags given."""
+    given = build_argument_parser(description).given_options(argv)
+    config_path = given.pop("config", None)
     if config_path:
-        return FinetuneConfig.from_yaml(config_path, **args)
-    return FinetuneConfig(**args)
-
-
-def _field_comment(source: str, name: str) -> str | None:
-    for line in source.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(f"{name}:") and "#" in stripped:
-            return stripped.split("#", 1)[1].strip()
-    return None
+        return FinetuneConfig.from_yaml(config_path, **given)
+    return FinetuneConfig(**given)

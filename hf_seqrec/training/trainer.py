@@ -4,12 +4,15 @@ It follows accelerate's ``complete_nlp_example.py``: ``prepare``, ``accumulate``
 ``gather_for_metrics``, ``save_state``/``load_state``. A resumed run skips the batches it has
 already seen with ``skip_first_batches`` and gets its RNG states back from ``load_state``, so it
 continues exactly where the killed run stopped.
+
+``train`` shows the loop itself (epochs -> batches -> accumulate/backward/step -> validation);
+the set-up, the resume, the bookkeeping of a step and of an epoch (best model, early stopping)
+and the final evaluation are the named helpers after it. ``fit_popularity`` shares the set-up,
+the final evaluation and the metrics.json builder.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import hashlib
 import json
 import logging
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -31,26 +35,30 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ..data.collator import IGNORE_INDEX, NextItemCollator, training_windows
-from ..data.cold_start import choose_cold_items, hold_out_items
+from ..data.cold_start import apply_cold_start
 from ..data.prepare import PreparedData, prepare_data
 from ..data.sampling import LengthGroupedSampler
 from ..evaluation.cold_start import cold_start_metrics, cold_start_summary
-from ..evaluation.evaluator import evaluate_ranking, rank_targets
-from ..evaluation.ranking import PROTOCOL, full_ranking_metrics
-from ..io_utils import atomic_directory, recover_directory, replace_directory, write_json_atomic, write_text_atomic
+from ..evaluation.evaluator import rank_targets
+from ..evaluation.ranking import evaluation_protocol, full_ranking_metrics, user_counts
+from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
 from ..modeling import SeqRecForNextItem
-from ..modeling.baselines import POPULARITY, PopularityRecommender, is_baseline_backbone
+from ..modeling.baselines import BASELINE_SIZES, POPULARITY, PopularityRecommender, is_baseline_backbone
 from .config import ConfigError, FinetuneConfig, resolve_mixed_precision
-from .output_dir import LOCK_FILE, OutputDirError, holds_output_dir_lock, lock_output_dir, release_output_dir
+from .output_dir import (
+    BEST_MODEL_DIR,
+    CHECKPOINTS_DIR,
+    LAST_STATE,
+    TEST_RANKS_FILE,
+    TRAINABLE_WEIGHTS_FILE,
+    TRAINER_STATE_FILE,
+    check_output_dir,
+    clear_previous_run,
+    releases_output_dir_lock,
+)
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
-LAST_STATE = "last"
-BEST_MODEL_DIR = "best"
-TRAINER_STATE_FILE = "trainer_state.json"
-TRAINABLE_WEIGHTS_FILE = "trainable_weights.safetensors"
-TEST_RANKS_FILE = "test_ranks.json"  # per-user 1-based test ranks of the final evaluation (paired tests between runs)
 
 
 @dataclass
@@ -78,111 +86,31 @@ class TrainerState:
         return cls(**json.loads((directory / TRAINER_STATE_FILE).read_text(encoding="utf-8")))
 
 
-def check_output_dir(config: FinetuneConfig) -> Path:
-    """Lock the output directory for this run, then refuse to write over a previous run unless asked to.
-
-    The first thing a run does, before any data or model is loaded: a second run into the same
-    directory, or one that cannot write there, fails at once. A failed run never loses user files.
-    In a multi-process run only the main process locks and checks (the others would race it and
-    block on its lock); when it refuses, it exits and the launcher ends the other processes.
-    """
-    output_dir = Path(config.output_dir)
-    if _is_main_process():
-        _lock_and_check_output_dir(output_dir, config)
-    return output_dir
-
-
-def _is_main_process() -> bool:
-    """Whether this is the process that owns the output directory (global rank 0, or the only process).
-
-    Read from the launcher's environment (accelerate launch and torchrun set RANK, MPI launchers
-    their own variable), not from accelerate's PartialState: creating that before the Accelerator
-    would settle the distributed set-up without the Accelerator's options (a multi-CPU run would
-    start as independent single processes).
-    """
-    from accelerate.utils import get_int_from_env
-
-    return get_int_from_env(["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"], 0) == 0
-
-
-def _lock_and_check_output_dir(output_dir: Path, config: FinetuneConfig) -> None:
-    """Take the lock, check the directory's contents, and give a lock taken here back if the run is refused."""
-    locked_here = not holds_output_dir_lock(output_dir)
-    lock_output_dir(output_dir)
-    try:
-        _check_previous_run(output_dir, config)
-    except OutputDirError:
-        if locked_here:
-            release_output_dir(output_dir)
-        raise
-
-
-def _check_previous_run(output_dir: Path, config: FinetuneConfig) -> None:
-    last_state = output_dir / CHECKPOINTS_DIR / LAST_STATE
-    recover_directory(last_state)  # a kill between replace_directory's two renames left it under .last.old
-    if config.resume:
-        if not (last_state / TRAINER_STATE_FILE).is_file():
-            raise OutputDirError(f"{output_dir}: --resume was given but there is no saved training state in {last_state}")
-        return
-    holds_files = any(entry.name != LOCK_FILE for entry in output_dir.iterdir())
-    if holds_files and not config.overwrite_output_dir:
-        raise OutputDirError(
-            f"{output_dir}: output directory exists and is not empty; pass --overwrite_output_dir to replace "
-            "its run, --resume to continue it, or choose another --output_dir"
-        )
-
-
-def releases_output_dir_lock(run: Callable[[FinetuneConfig], dict[str, Any]]) -> Callable[[FinetuneConfig], dict[str, Any]]:
-    """Give the output directory's lock back when ``run`` ends, however it ends, if ``run`` took it.
-
-    ``run`` takes the lock in its first line (``check_output_dir``); a lock already held when it
-    started was taken by a caller, whose to release it is. A killed process needs none of this:
-    the operating system drops its lock.
-    """
-
-    @functools.wraps(run)
-    def run_then_release(config: FinetuneConfig) -> dict[str, Any]:
-        output_dir = Path(config.output_dir)
-        held_before = holds_output_dir_lock(output_dir)
-        try:
-            return run(config)
-        finally:
-            if not held_before:
-                release_output_dir(output_dir)
-
-    return run_then_release
-
-
 def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecForNextItem, Any]:
     """The model and its tokenizer (``None`` for a from-scratch baseline backbone, which has none)."""
+    # The run config has settled what a from-scratch baseline is built with: its sizes filled in, no LoRA,
+    # no text initialisation, no layer cut.
     baseline = is_baseline_backbone(config.backbone)
-    backbone_options = None
-    if baseline:
-        backbone_options = {
-            "hidden_size": config.hidden_size,
-            "num_layers": config.num_layers,
-            "num_heads": config.num_heads,
-            "dropout": config.dropout,
-        }
+    backbone_options = {name: getattr(config, name) for name in BASELINE_SIZES} if baseline else None
     model, tokenizer = SeqRecForNextItem.from_backbone(
         config.backbone,
         # The item table starts from the item texts only where there is a tokenizer to read them.
-        prepared.catalog.texts if config.item_text_init and not baseline else None,
+        prepared.catalog.texts if config.item_text_init else None,
         num_items=len(prepared.catalog),
         backbone_options=backbone_options,
         max_len=config.max_len,
-        backbone_layers=None if baseline else config.backbone_layers,
+        backbone_layers=config.backbone_layers,
         input_mode=config.input_mode,
         **({"text_items_in_context": config.text_items_in_context, "item_text_max_tokens": config.item_text_max_tokens}
            if config.input_mode == "id+text" else {}),
-        use_lora=config.use_lora and not baseline,
+        use_lora=config.use_lora,
         lora_r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         lora_target_modules=config.lora_target_modules,
         item_embedding_dropout=config.item_embedding_dropout,
         item_text_tower=config.item_text_tower,
-        item_id_dropout=config.item_id_dropout or 0.0,
+        item_id_dropout=config.item_id_dropout,
         item_score_bias=config.item_score_bias,
         tie_item_table=config.tie_item_table,
         loss_chunk_size=config.loss_chunk_size,
@@ -198,7 +126,7 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
     if config.input_mode == "id+text":
         model.set_item_text_tokens(prepared.catalog.texts, tokenizer)  # the text read after the most recent items
     if config.item_score_bias or config.item_text_tower:
-        from ..pipelines import item_popularity
+        from ..modeling.checkpoint_format import item_popularity
 
         counts = item_popularity(prepared.splits["train"]["items"], len(prepared.catalog))
         if config.item_score_bias:
@@ -310,9 +238,80 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     if config.backbone == POPULARITY:
         return fit_popularity(config)
     output_dir = check_output_dir(config)
-    mixed_precision = resolve_mixed_precision(config.mixed_precision)
+    accelerator = _make_accelerator(config, output_dir)
+    prepared = _prepare_run(config, output_dir, accelerator)
+    collator = NextItemCollator(max_len=config.max_len)
+    train_loader = training_loader(training_windows(prepared.splits["train"], config.max_len), config, collator)
+    validation_loader = _evaluation_loader(prepared.splits["validation"], config, collator)
+    test_loader = _evaluation_loader(prepared.splits["test"], config, collator)
+    model, tokenizer = build_model(config, prepared)
+    optimizer = build_optimizer(model, config)
+    total_steps = _total_steps(config, len(train_loader))
+    scheduler = get_scheduler(
+        config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=max(total_steps, 1)
+    )
+    model, optimizer, train_loader, validation_loader, test_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, validation_loader, test_loader, scheduler
+    )
+    _register_trainable_only_checkpoints(accelerator)
+    state = _resume_or_start(accelerator, config, output_dir)
+
+    best_validation_ranks = None  # reused for the final report instead of scoring the best epoch twice
+    stop = state.global_step >= total_steps
+    progress = tqdm(total=total_steps, initial=state.global_step, disable=not accelerator.is_local_main_process, desc="train")
+    while not stop and state.epoch < config.num_epochs:
+        model.train()
+        train_loader.set_epoch(state.epoch)
+        # A resumed epoch skips the batches the killed run had already trained on.
+        batches = accelerator.skip_first_batches(train_loader, state.step_in_epoch) if state.step_in_epoch else train_loader
+        clock = time.perf_counter()
+        for batch in batches:
+            with accelerator.accumulate(model):
+                labelled = accelerator.gather((batch["labels"] != IGNORE_INDEX).sum().reshape(1)).sum()
+                # Divide by the global count / processes: DDP's gradient mean then equals the
+                # gradient of the mean loss over the whole (split) batch.
+                outputs = model(**batch, num_items_in_batch=labelled.float() / accelerator.num_processes)
+                accelerator.backward(outputs.loss)
+                if accelerator.sync_gradients and config.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            _count_batch(state, accelerator, outputs.loss, labelled)
+            if not accelerator.sync_gradients:
+                continue  # accumulating gradients: no optimizer step was taken
+            stop = _count_optimizer_step(state, accelerator, scheduler, progress, config, total_steps)
+            if stop:
+                break
+            if config.checkpoint_every_steps and state.global_step % config.checkpoint_every_steps == 0:
+                clock = _add_train_time(state, clock)  # the saved state counts the time trained so far
+                save_training_state(accelerator, output_dir, state)
+        _add_train_time(state, clock)
+        validation_ranks = rank_targets(model, validation_loader, accelerator)
+        if _end_epoch(state, validation_ranks, model, accelerator, output_dir, config):
+            best_validation_ranks = validation_ranks
+        stop = _stops_early(state, config, accelerator) or stop
+        save_training_state(accelerator, output_dir, state)
+    progress.close()
+
+    best = _load_best_model(accelerator, output_dir)
+    # The reloaded best model is not wrapped by accelerate: score it under the run's own precision.
+    with accelerator.autocast():
+        final = _final_evaluation(best, validation_loader, test_loader, config, accelerator, best_validation_ranks)
+    results = _results(config, prepared, state, final, accelerator.num_processes, show=accelerator.print)
+    if accelerator.is_main_process:
+        # Every process holds all ranks (gather_for_metrics); the main one writes them, next to metrics.json.
+        _write_test_ranks(output_dir, prepared, config, final.test_ranks, final.test)
+        _export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
+    accelerator.print(_test_summary(final.test, prepared, f"; best epoch {state.best_epoch}"))
+    accelerator.end_training()
+    return results
+
+
+def _make_accelerator(config: FinetuneConfig, output_dir: Path) -> Accelerator:
+    """The run's Accelerator; refuses global batch sizes the processes cannot share evenly."""
     accelerator = Accelerator(
-        mixed_precision=mixed_precision,
+        mixed_precision=resolve_mixed_precision(config.mixed_precision),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=config.report_to,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
@@ -326,39 +325,39 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
             f"batch_size ({config.batch_size}) and eval_batch_size ({config.eval_batch_size}) are global batch sizes and "
             f"must be divisible by the number of processes ({accelerator.num_processes})"
         )
-    set_seed(config.seed)
-    if accelerator.is_main_process and config.overwrite_output_dir and not config.resume and output_dir.exists():
-        _clear_previous_run(output_dir)
-    accelerator.wait_for_everyone()
+    return accelerator
 
-    # ---------------------------------------------------------------- data
+
+def _prepare_run(config: FinetuneConfig, output_dir: Path, accelerator: Accelerator | None = None) -> PreparedData:
+    """The set-up every run shares: seed, clear the run being overwritten, read the data, hold cold-start items out.
+
+    With an ``accelerator`` only the main process clears, and the others wait for it before reading
+    the data; without one (the popularity baseline) this process is the only one.
+    """
+    set_seed(config.seed)
+    resuming = config.resume and config.backbone != POPULARITY  # the popularity baseline has no state to resume
+    is_main_process = accelerator is None or accelerator.is_main_process
+    if is_main_process and config.overwrite_output_dir and not resuming and output_dir.exists():
+        clear_previous_run(output_dir)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     prepared = prepare_data(config.data_config())
     config.record_data_report(prepared.report)  # training_config.yaml says how the data was read
     if config.cold_start_fraction:
         apply_cold_start(prepared, config.cold_start_fraction, config.seed)
-    collator = NextItemCollator(max_len=config.max_len)
-    windows = training_windows(prepared.splits["train"], config.max_len)
-    train_loader = training_loader(windows, config, collator)
-    validation_loader = _evaluation_loader(prepared.splits["validation"], config, collator)
-    test_loader = _evaluation_loader(prepared.splits["test"], config, collator)
+    return prepared
 
-    # ---------------------------------------------------------------- model and optimizer
-    model, tokenizer = build_model(config, prepared)
-    optimizer = build_optimizer(model, config)
-    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * config.num_epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    scheduler = get_scheduler(
-        config.lr_scheduler, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=max(total_steps, 1)
-    )
-    model, optimizer, train_loader, validation_loader, test_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, validation_loader, test_loader, scheduler
-    )
-    _register_trainable_only_checkpoints(accelerator)
 
+def _total_steps(config: FinetuneConfig, batches_per_epoch: int) -> int:
+    """Optimizer steps the run takes: every epoch's, capped by ``max_steps``."""
+    total = math.ceil(batches_per_epoch / config.gradient_accumulation_steps) * config.num_epochs
+    return total if config.max_steps is None else min(total, config.max_steps)
+
+
+def _resume_or_start(accelerator: Accelerator, config: FinetuneConfig, output_dir: Path) -> TrainerState:
+    """The loop's state: loaded with the weights, optimizer and RNG states from the last checkpoint
+    (``--resume``), or a fresh one, the run's training_config.yaml written. Starts the trackers."""
     state = TrainerState()
-    best_validation_ranks = None  # reused for the final report instead of scoring the best epoch twice
     if config.resume:
         last_state = output_dir / CHECKPOINTS_DIR / LAST_STATE
         # Every file accelerate unpickles here is read with weights_only=True (tensors and numbers only).
@@ -374,108 +373,99 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     if config.report_to:
         tracker_config = {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers("hf_seqrec", config=tracker_config)
+    return state
 
-    # ---------------------------------------------------------------- training
-    stop = state.global_step >= total_steps
-    progress = tqdm(total=total_steps, initial=state.global_step, disable=not accelerator.is_local_main_process, desc="train")
-    while not stop and state.epoch < config.num_epochs:
-        model.train()
-        train_loader.set_epoch(state.epoch)
-        batches = train_loader
-        if state.step_in_epoch:
-            batches = accelerator.skip_first_batches(train_loader, state.step_in_epoch)
-        epoch_start = time.perf_counter()
-        for batch in batches:
-            with accelerator.accumulate(model):
-                labelled = (batch["labels"] != IGNORE_INDEX).sum()
-                global_labelled = accelerator.gather(labelled.reshape(1)).sum()
-                # Divide by the global count / processes: DDP's gradient mean then equals the
-                # gradient of the mean loss over the whole (split) batch.
-                outputs = model(**batch, num_items_in_batch=global_labelled.float() / accelerator.num_processes)
-                accelerator.backward(outputs.loss)
-                if accelerator.sync_gradients and config.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            state.step_in_epoch += 1
-            state.trained_positions += int(global_labelled)
-            state.epoch_loss_sum += float(accelerator.reduce(outputs.loss.detach(), reduction="mean"))
-            state.epoch_loss_batches += 1
-            epoch_loss = state.epoch_loss_sum / state.epoch_loss_batches
-            if accelerator.sync_gradients:
-                state.global_step += 1
-                progress.update(1)
-                progress.set_postfix(loss=f"{epoch_loss:.4f}")
-                if config.report_to:
-                    accelerator.log({"train/loss": epoch_loss, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step)
-                if state.global_step >= total_steps:
-                    stop = True
-                if config.checkpoint_every_steps and state.global_step % config.checkpoint_every_steps == 0 and not stop:
-                    state.train_seconds += time.perf_counter() - epoch_start
-                    epoch_start = time.perf_counter()
-                    save_training_state(accelerator, output_dir, state)
-                if stop:
-                    break
-        state.train_seconds += time.perf_counter() - epoch_start
 
-        # ------------------------------------------------------------ validation, best model, early stopping
-        validation_ranks = rank_targets(model, validation_loader, accelerator)
-        metrics = full_ranking_metrics(validation_ranks, n_bootstrap=0)
-        epoch_record = {
-            "epoch": state.epoch + 1,
-            "step": state.global_step,
-            "train_loss": state.epoch_loss_sum / max(state.epoch_loss_batches, 1),
-            "validation_ndcg@10": metrics["ndcg@10"],
-            "validation_hr@10": metrics["hr@10"],
-        }
-        state.history.append(epoch_record)
-        accelerator.print(
-            f"epoch {epoch_record['epoch']}: loss {epoch_record['train_loss']:.4f}  "
-            f"validation NDCG@10 {metrics['ndcg@10']:.4f}  HR@10 {metrics['hr@10']:.4f}"
-        )
-        if config.report_to:
-            accelerator.log({"validation/ndcg@10": metrics["ndcg@10"], "validation/hr@10": metrics["hr@10"]}, step=state.global_step)
-        if metrics["ndcg@10"] > state.best_ndcg:
-            state.best_ndcg, state.best_epoch, state.epochs_without_improvement = metrics["ndcg@10"], state.epoch + 1, 0
-            best_validation_ranks = validation_ranks
-            if accelerator.is_main_process:
-                with atomic_directory(output_dir / BEST_MODEL_DIR) as staging:
-                    accelerator.unwrap_model(model).save_pretrained(staging)
-        else:
-            state.epochs_without_improvement += 1
-        state.epoch += 1
-        state.step_in_epoch, state.epoch_loss_sum, state.epoch_loss_batches = 0, 0.0, 0
-        if config.early_stopping_patience and state.epochs_without_improvement >= config.early_stopping_patience:
-            accelerator.print(f"Early stopping: no better validation NDCG@10 for {config.early_stopping_patience} epochs")
-            stop = True
-        save_training_state(accelerator, output_dir, state)
-    progress.close()
+def _count_batch(state: TrainerState, accelerator: Accelerator, loss: torch.Tensor, labelled: torch.Tensor) -> None:
+    """Add one micro-batch to the epoch's position count and running loss (the loss averaged over processes)."""
+    state.step_in_epoch += 1
+    state.trained_positions += int(labelled)
+    state.epoch_loss_sum += float(accelerator.reduce(loss.detach(), reduction="mean"))
+    state.epoch_loss_batches += 1
 
-    # ---------------------------------------------------------------- final evaluation of the best epoch
-    accelerator.wait_for_everyone()
-    best = SeqRecForNextItem.from_pretrained(output_dir / BEST_MODEL_DIR).to(accelerator.device)
-    # The reloaded best model is not wrapped by accelerate: score it under the run's own precision.
-    with accelerator.autocast():
-        if best_validation_ranks is None:  # the best epoch was scored before a resume
-            best_validation_ranks = rank_targets(best, validation_loader, accelerator)
-        validation = full_ranking_metrics(best_validation_ranks, n_bootstrap=config.bootstrap_samples)
-        test_ranks = rank_targets(best, test_loader, accelerator)
-        test = full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples)
-    results = _metrics_payload(config, prepared, state, validation, test, accelerator.num_processes)
-    if config.cold_start_fraction:
-        results["cold_start"] = _cold_start_report(test_ranks, prepared, config)
-        accelerator.print(cold_start_summary(results["cold_start"]))
-    if accelerator.is_main_process:
-        # Every process holds all ranks (gather_for_metrics); the main one writes them, next to metrics.json.
-        _write_test_ranks(output_dir, prepared, config, test_ranks, test)
-        _export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
+
+def _count_optimizer_step(state: TrainerState, accelerator: Accelerator, scheduler, progress, config: FinetuneConfig, total_steps: int) -> bool:
+    """Count an optimizer step, show and log the epoch's running loss; whether it was the run's last step."""
+    state.global_step += 1
+    epoch_loss = state.epoch_loss_sum / state.epoch_loss_batches
+    progress.update(1)
+    progress.set_postfix(loss=f"{epoch_loss:.4f}")
+    if config.report_to:
+        accelerator.log({"train/loss": epoch_loss, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step)
+    return state.global_step >= total_steps
+
+
+def _add_train_time(state: TrainerState, since: float) -> float:
+    """Add the seconds trained since ``since`` to the state; returns now, where the next count starts."""
+    now = time.perf_counter()
+    state.train_seconds += now - since
+    return now
+
+
+def _end_epoch(state: TrainerState, validation_ranks, model, accelerator: Accelerator, output_dir: Path, config: FinetuneConfig) -> bool:
+    """Record the epoch's validation, save the model to ``best/`` if it beats every earlier epoch, and move the
+    state to the next epoch. Returns whether this epoch is the new best."""
+    metrics = full_ranking_metrics(validation_ranks, n_bootstrap=0)
+    epoch_record = {
+        "epoch": state.epoch + 1,
+        "step": state.global_step,
+        "train_loss": state.epoch_loss_sum / max(state.epoch_loss_batches, 1),
+        "validation_ndcg@10": metrics["ndcg@10"],
+        "validation_hr@10": metrics["hr@10"],
+    }
+    state.history.append(epoch_record)
     accelerator.print(
-        f"test NDCG@10 {test['ndcg@10']:.4f}  HR@10 {test['hr@10']:.4f}  MRR {test['mrr']:.4f}  "
-        f"({test['n_users']} users, {len(prepared.catalog)} items; best epoch {state.best_epoch})"
+        f"epoch {epoch_record['epoch']}: loss {epoch_record['train_loss']:.4f}  "
+        f"validation NDCG@10 {metrics['ndcg@10']:.4f}  HR@10 {metrics['hr@10']:.4f}"
     )
-    accelerator.end_training()
-    return results
+    if config.report_to:
+        accelerator.log({"validation/ndcg@10": metrics["ndcg@10"], "validation/hr@10": metrics["hr@10"]}, step=state.global_step)
+    improved = metrics["ndcg@10"] > state.best_ndcg
+    if improved:
+        state.best_ndcg, state.best_epoch, state.epochs_without_improvement = metrics["ndcg@10"], state.epoch + 1, 0
+        if accelerator.is_main_process:
+            with atomic_directory(output_dir / BEST_MODEL_DIR) as staging:
+                accelerator.unwrap_model(model).save_pretrained(staging)
+    else:
+        state.epochs_without_improvement += 1
+    state.epoch += 1
+    state.step_in_epoch, state.epoch_loss_sum, state.epoch_loss_batches = 0, 0.0, 0
+    return improved
+
+
+def _stops_early(state: TrainerState, config: FinetuneConfig, accelerator: Accelerator) -> bool:
+    """Whether validation NDCG@10 has not improved for ``early_stopping_patience`` epochs (said on the terminal)."""
+    if config.early_stopping_patience and state.epochs_without_improvement >= config.early_stopping_patience:
+        accelerator.print(f"Early stopping: no better validation NDCG@10 for {config.early_stopping_patience} epochs")
+        return True
+    return False
+
+
+def _load_best_model(accelerator: Accelerator, output_dir: Path) -> SeqRecForNextItem:
+    """The best epoch's model from ``best/``, once every process is done training, on this process's device."""
+    accelerator.wait_for_everyone()
+    return SeqRecForNextItem.from_pretrained(output_dir / BEST_MODEL_DIR).to(accelerator.device)
+
+
+@dataclass
+class FinalEvaluation:
+    """The final model's validation and test metrics (with bootstrap intervals) and its per-user test ranks."""
+
+    validation: dict[str, Any]
+    test: dict[str, Any]
+    test_ranks: np.ndarray
+
+
+def _final_evaluation(
+    model: torch.nn.Module, validation_loader: DataLoader, test_loader: DataLoader, config: FinetuneConfig,
+    accelerator: Accelerator | None = None, validation_ranks: np.ndarray | None = None,
+) -> FinalEvaluation:
+    """Score the final model on both splits; ``validation_ranks`` from the training loop are reused when it has them."""
+    if validation_ranks is None:  # a baseline without epochs, or the best epoch was scored before a resume
+        validation_ranks = rank_targets(model, validation_loader, accelerator)
+    validation = full_ranking_metrics(validation_ranks, n_bootstrap=config.bootstrap_samples)
+    test_ranks = rank_targets(model, test_loader, accelerator)
+    return FinalEvaluation(validation, full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples), test_ranks)
 
 
 @releases_output_dir_lock
@@ -486,38 +476,33 @@ def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
     the pipeline's popularity fallback: training_config.yaml, metrics.json (same format, zero epochs),
     item_popularity.json and item_catalog.jsonl. There is no model checkpoint: the counts are the model.
     """
-    from ..pipelines import save_item_popularity
+    from ..modeling.checkpoint_format import save_item_popularity
 
     output_dir = check_output_dir(config)
-    set_seed(config.seed)
-    if config.overwrite_output_dir and output_dir.exists():
-        _clear_previous_run(output_dir)
-    prepared = prepare_data(config.data_config())
-    config.record_data_report(prepared.report)  # training_config.yaml says how the data was read
-    if config.cold_start_fraction:
-        apply_cold_start(prepared, config.cold_start_fraction, config.seed)
+    prepared = _prepare_run(config, output_dir)
     collator = NextItemCollator(max_len=config.max_len)  # masking uses the whole history, whatever max_len is
     start = time.perf_counter()
     model = PopularityRecommender.from_sequences(prepared.splits["train"]["items"], num_items=len(prepared.catalog))
     state = TrainerState(best_epoch=0, train_seconds=time.perf_counter() - start)
-    validation = evaluate_ranking(model, _evaluation_loader(prepared.splits["validation"], config, collator), n_bootstrap=config.bootstrap_samples)
-    test_ranks = rank_targets(model, _evaluation_loader(prepared.splits["test"], config, collator))
-    test = full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples)
-    results = _metrics_payload(config, prepared, state, validation, test, num_processes=1)
-    if config.cold_start_fraction:
-        results["cold_start"] = _cold_start_report(test_ranks, prepared, config)
-        print(cold_start_summary(results["cold_start"]))
+    validation_loader = _evaluation_loader(prepared.splits["validation"], config, collator)
+    final = _final_evaluation(model, validation_loader, _evaluation_loader(prepared.splits["test"], config, collator), config)
+    results = _results(config, prepared, state, final, num_processes=1, show=print)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
     save_item_popularity(output_dir, prepared.splits["train"]["items"], num_items=len(prepared.catalog))
     prepared.catalog.save(output_dir)
-    _write_test_ranks(output_dir, prepared, config, test_ranks, test)
+    _write_test_ranks(output_dir, prepared, config, final.test_ranks, final.test)
     write_json_atomic(output_dir / "metrics.json", results)
-    print(
-        f"popularity: test NDCG@10 {test['ndcg@10']:.4f}  HR@10 {test['hr@10']:.4f}  MRR {test['mrr']:.4f}  "
-        f"({test['n_users']} users, {len(prepared.catalog)} items)"
-    )
+    print(f"popularity: {_test_summary(final.test, prepared)}")
     return results
+
+
+def _test_summary(test: dict[str, Any], prepared: PreparedData, extra: str = "") -> str:
+    """The run's last line on the terminal: its main test metrics."""
+    return (
+        f"test NDCG@10 {test['ndcg@10']:.4f}  HR@10 {test['hr@10']:.4f}  MRR {test['mrr']:.4f}  "
+        f"({test['n_users']} users, {len(prepared.catalog)} items{extra})"
+    )
 
 
 def _write_test_ranks(output_dir: Path, prepared: PreparedData, config: FinetuneConfig, ranks, test: dict[str, Any]) -> None:
@@ -544,39 +529,30 @@ def _write_test_ranks(output_dir: Path, prepared: PreparedData, config: Finetune
     write_json_atomic(output_dir / TEST_RANKS_FILE, payload)
 
 
-def apply_cold_start(prepared: PreparedData, fraction: float, seed: int) -> list[int]:
-    """Hold a seeded fraction of the catalogue out of training (the cold-start protocol); returns the cold items."""
-    cold_items = choose_cold_items(len(prepared.catalog), fraction, seed)
-    prepared.splits, report = hold_out_items(prepared.splits, cold_items)
-    prepared.report["cold_start"] = {"fraction": fraction, "seed": seed, "cold_items": cold_items, **report}
-    return cold_items
-
-
 def _cold_start_report(test_ranks, prepared: PreparedData, config: FinetuneConfig) -> dict[str, Any]:
     targets = prepared.splits["test"]["target"]
     if config.eval_max_users is not None:
         targets = targets[: config.eval_max_users]
     return cold_start_metrics(
-        test_ranks, targets, prepared.report["cold_start"]["cold_items"],
+        test_ranks, targets, prepared.cold_items,
         fraction=config.cold_start_fraction, seed=config.seed, n_bootstrap=config.bootstrap_samples,
     )
 
 
-def _metrics_payload(config, prepared, state, validation, test, num_processes) -> dict[str, Any]:
-    protocol = copy.deepcopy(PROTOCOL)
-    protocol["interval"]["n_resamples"] = config.bootstrap_samples
-    protocol["dataset"] = config.dataset
-    protocol["k_core"] = config.k_core
-    protocol["max_len"] = config.max_len
-    if config.eval_max_users is not None:
-        protocol["subset"] = f"first {config.eval_max_users} users only (eval_max_users); not comparable to full runs"
-    return {
+def _results(
+    config: FinetuneConfig, prepared: PreparedData, state: TrainerState, final: FinalEvaluation, num_processes: int,
+    show: Callable[[str], None],
+) -> dict[str, Any]:
+    """The contents of metrics.json (the cold-start split of the test metrics ``show``n on the terminal)."""
+    protocol = evaluation_protocol(
+        n_resamples=config.bootstrap_samples, dataset=config.dataset, k_core=config.k_core, max_len=config.max_len,
+        max_users=config.eval_max_users,
+    )
+    results = {
         "protocol": protocol,
-        "validation": validation,
-        "test": test,
-        "n_users": prepared.report.get("n_users"),
-        "n_users_evaluated": test["n_users"],
-        "n_users_too_short": prepared.report.get("n_users_too_short"),
+        "validation": final.validation,
+        "test": final.test,
+        **user_counts(prepared.report, final.test["n_users"]),
         "n_items": len(prepared.catalog),
         "data_report": prepared.report,
         "training": {
@@ -592,13 +568,17 @@ def _metrics_payload(config, prepared, state, validation, test, num_processes) -
             "history": state.history,
         },
     }
+    if config.cold_start_fraction:
+        results["cold_start"] = _cold_start_report(final.test_ranks, prepared, config)
+        show(cold_start_summary(results["cold_start"]))
+    return results
 
 
 def _export_final_checkpoint(
     output_dir: Path, model: SeqRecForNextItem, tokenizer, results: dict, config: FinetuneConfig, prepared: PreparedData
 ) -> None:
     """Write the best model, tokenizer and metrics at the top of ``output_dir``, each file atomically."""
-    from ..pipelines import save_item_popularity
+    from ..modeling.checkpoint_format import save_item_popularity
 
     def write_checkpoint(directory: Path, checkpoint: SeqRecForNextItem) -> None:
         checkpoint.save_pretrained(directory)
@@ -649,70 +629,3 @@ def example_explanation(model: SeqRecForNextItem, prepared: PreparedData, top: i
         "recommended": {"item_id": catalog.item_ids[recommended], "text": catalog.texts[recommended]},
         "top_contributions": [{k: r[k] for k in ("item_id", "text", "contribution")} for r in records[:top]],
     }
-
-
-# Tokenizer files transformers' save_pretrained writes (the set depends on the tokenizer class).
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.json",
-    "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model", "chat_template.jinja", "chat_template.json",
-)
-
-
-def _clear_previous_run(output_dir: Path) -> None:
-    """With --overwrite_output_dir, remove what a previous hf_seqrec run wrote at the top of ``output_dir``.
-
-    Everything, not only the training state: a checkpoint file the new run does not write (a
-    tokenizer after a popularity run, an adapter after a full fine-tune) would otherwise stay and be
-    loaded with the new files. Only hf_seqrec's own names are removed, and config.json and README.md
-    only when they are hf_seqrec's: whatever else the user keeps in the directory stays.
-    """
-    for name in (CHECKPOINTS_DIR, BEST_MODEL_DIR, "logs", "merged", ".final"):
-        target = output_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-    for path in _previous_run_files(output_dir):
-        path.unlink()
-
-
-def _previous_run_files(output_dir: Path) -> list[Path]:
-    """The files at the top of ``output_dir`` that an hf_seqrec run writes (see :func:`_clear_previous_run`)."""
-    from ..hub.model_card import CURVE, README
-    from ..modeling import modeling_seqrec
-    from ..modeling.text_inputs import ITEM_TEXT_TOKENS_FILE
-
-    names = {
-        modeling_seqrec.ITEM_TABLE_FILE, modeling_seqrec.ADAPTER_FILE, modeling_seqrec.ADAPTER_CONFIG_FILE,
-        modeling_seqrec.BACKBONE_FILE, modeling_seqrec.CATALOG_FILE, modeling_seqrec.POPULARITY_FILE,
-        modeling_seqrec.PIPELINE_FILE, *modeling_seqrec.PIPELINE_MODULE_FILES, ITEM_TEXT_TOKENS_FILE, modeling_seqrec.TEXT_ENCODINGS_FILE,
-        "metrics.json", "training_config.yaml", TEST_RANKS_FILE, CURVE, *TOKENIZER_FILES,
-    }
-    # The model code transformers copies next to a checkpoint for trust_remote_code: hf_seqrec's modeling modules.
-    names |= {path.name for path in Path(modeling_seqrec.__file__).parent.glob("*.py") if path.name != "__init__.py"}
-    found = [output_dir / name for name in sorted(names) if (output_dir / name).is_file()]
-    if _is_seqrec_config(output_dir / "config.json"):
-        found.append(output_dir / "config.json")
-    if _is_seqrec_model_card(output_dir / README):
-        found.append(output_dir / README)
-    return found
-
-
-def _is_seqrec_config(path: Path) -> bool:
-    from ..modeling.configuration_seqrec import SeqRecConfig
-
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(values, dict) and values.get("model_type") == SeqRecConfig.model_type
-
-
-def _is_seqrec_model_card(path: Path) -> bool:
-    """Whether ``path`` is a model card hf_seqrec rendered: its YAML front matter says ``library_name: hf_seqrec``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    if not text.startswith("---"):
-        return False
-    front_matter = text[3:].split("\n---", 1)[0]
-    return any(line.strip() == "library_name: hf_seqrec" for line in front_matter.splitlines())
