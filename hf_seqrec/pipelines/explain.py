@@ -273,7 +273,7 @@ def _checked(model: Any, history: Sequence[int], items: Sequence[int]) -> tuple[
 
 
 def _require_input_vectors(model: Any, what: str) -> None:
-    mode = getattr(model.config, "input_mode", "id")
+    mode = model.config.input_mode
     if mode != "id":
         raise ValueError(
             f"{what} feeds the model input vectors, which needs input_mode='id'; this model reads input_mode={mode!r}. "

@@ -94,7 +94,7 @@ def prepare_for_inference(model: nn.Module, precision: str, *, keep_fp32: tuple[
 
 def _merge_adapter(model: Any) -> None:
     """Fold a LoRA adapter into the backbone's weights (a model without one is left as it is)."""
-    if getattr(model.config, "use_lora", False):
+    if model.config.use_lora:
         model.merge_adapter()  # peft's merge_and_unload, with the config updated to a plain backbone
 
 
