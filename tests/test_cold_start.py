@@ -178,7 +178,7 @@ def test_an_id_only_model_adds_items_at_their_text_encoding(tiny_model):
 def test_text_tower_options_are_checked():
     assert FinetuneConfig(item_text_tower=True).item_id_dropout == 0.5
     assert FinetuneConfig().item_id_dropout == 0.0
-    with pytest.raises(ConfigError, match="item_id_dropout: applies only with --item_text_tower"):
+    with pytest.raises(ConfigError, match="item_id_dropout: applies only with item_text_tower"):
         FinetuneConfig(item_id_dropout=0.3)
     with pytest.raises(ConfigError, match="'sasrec' baseline has no tokenizer"):
         FinetuneConfig(backbone="sasrec", item_text_tower=True)

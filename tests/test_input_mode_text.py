@@ -301,7 +301,7 @@ def test_finetune_options_fill_in_the_text_sizes_and_refuse_bad_combinations():
         FinetuneConfig(text_items_in_context=3)
     with pytest.raises(ConfigError, match=r"item_text_max_tokens: expected a positive integer, got 0"):
         FinetuneConfig(input_mode="id+text", item_text_max_tokens=0)
-    with pytest.raises(ValueError, match=r"input_mode must be one of"):
+    with pytest.raises(ValueError, match=r"input_mode: expected 'id' or 'id\+text', got 'text'"):
         SeqRecConfig(input_mode="text")
-    with pytest.raises(ValueError, match=r"text_items_in_context must be a positive integer"):
+    with pytest.raises(ValueError, match=r"text_items_in_context: expected a positive integer, got 0"):
         SeqRecConfig(input_mode="id+text", text_items_in_context=0)

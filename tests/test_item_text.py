@@ -192,7 +192,7 @@ def test_designs_and_encoders_round_trip_through_trust_remote_code_without_hf_se
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"item_text_design": "bounded-delta"}, "applies only with --item_text_tower"),
+        ({"item_text_design": "bounded-delta"}, "applies only with item_text_tower"),
         ({"item_text_tower": True, "item_text_design": "sideways"}, "item_text_design: expected one of"),
         ({"item_text_tower": True, "item_text_popularity": True}, "item_text_popularity: needs"),
         ({"item_text_encoder": "mean-pooled", "backbone": "sasrec"}, "item_text_encoder: item text is encoded only"),

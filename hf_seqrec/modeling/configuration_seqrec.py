@@ -23,6 +23,73 @@ ITEM_TEXT_MAX_TOKENS = 16
 DEFAULT_ITEM_ID_DROPOUT = 0.5
 
 
+def check_model_options(
+    *,
+    max_len: int = 50,
+    backbone_layers: int | None = None,
+    input_mode: str = "id",
+    text_items_in_context: int = TEXT_ITEMS_IN_CONTEXT,
+    item_text_max_tokens: int = ITEM_TEXT_MAX_TOKENS,
+    use_lora: bool = True,
+    lora_r: int = 8,
+    loss_chunk_size: int | None = None,
+    item_text_tower: bool = False,
+    item_id_dropout: float = 0.0,
+    item_score_bias: bool = False,
+    tie_item_table: bool = True,
+    item_text_design: str = "projection",
+    item_delta_max: float | None = 0.5,
+    item_semantic_variance: float = 0.9,
+    item_text_popularity: bool = False,
+    item_text_encoder: str = "token-embeddings",
+    item_text_prompt: str | None = None,
+    item_text_encoder_layers: int | None = None,
+) -> None:
+    """The model's rules on its options; a `ValueError` that starts with the option's name says what was expected.
+
+    The one home of these rules: `SeqRecConfig` applies them when it is built, and a fine-tuning run's
+    configuration applies them to its options before any data or weights are loaded, so a bad
+    combination costs seconds, not a run.
+    """
+    for name, value in (("max_len", max_len), ("text_items_in_context", text_items_in_context), ("item_text_max_tokens", item_text_max_tokens)):
+        if not _is_positive_int(value):
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    for name, value in (("backbone_layers", backbone_layers), ("item_text_encoder_layers", item_text_encoder_layers)):
+        if value is not None and not _is_positive_int(value):
+            raise ValueError(f"{name}: expected a positive number of decoder layers, got {value!r}")
+    if loss_chunk_size is not None and not _is_positive_int(loss_chunk_size):
+        raise ValueError(f"loss_chunk_size: expected a positive number of positions, got {loss_chunk_size!r}")
+    if input_mode not in INPUT_MODES:
+        raise ValueError(f"input_mode: expected {' or '.join(repr(mode) for mode in INPUT_MODES)}, got {input_mode!r}")
+    if use_lora and not _is_positive_int(lora_r):
+        raise ValueError(f"lora_r: expected a positive LoRA rank, got {lora_r!r}")
+    if item_text_design not in TEXT_DESIGNS:
+        raise ValueError(f"item_text_design: expected one of {', '.join(TEXT_DESIGNS)}, got {item_text_design!r}")
+    if item_text_encoder not in TEXT_ENCODERS:
+        raise ValueError(f"item_text_encoder: expected one of {', '.join(TEXT_ENCODERS)}, got {item_text_encoder!r}")
+    check_text_prompt(item_text_prompt)
+    if item_delta_max is None and item_text_design == "bounded-delta":
+        raise ValueError("item_delta_max: the bounded-delta design needs a bound (a positive number)")
+    if item_delta_max is not None and not item_delta_max > 0:
+        raise ValueError(f"item_delta_max: expected a positive number, got {item_delta_max}")
+    if not 0.0 < item_semantic_variance < 1.0:
+        raise ValueError(f"item_semantic_variance: expected a share in (0, 1), got {item_semantic_variance}")
+    if item_text_popularity and not (item_text_tower and item_score_bias):
+        raise ValueError("item_text_popularity: needs item_text_tower and item_score_bias (it predicts the score offset from text)")
+    if item_text_design != "projection" and not item_text_tower:
+        raise ValueError(f"item_text_design: {item_text_design!r} applies only with item_text_tower")
+    if item_id_dropout and not item_text_tower:
+        raise ValueError("item_id_dropout: applies only with item_text_tower (without it an item has nothing but its ID)")
+    if not 0.0 <= item_id_dropout < 1.0:
+        raise ValueError(f"item_id_dropout: expected a value in [0, 1), got {item_id_dropout}")
+    if item_text_tower and not tie_item_table:
+        raise ValueError("tie_item_table: a separate output table is not available with item_text_tower (cold items are scored from text)")
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 class SeqRecConfig(PretrainedConfig):
     r"""Configuration of a next-item recommender built on a causal-LM backbone.
 
@@ -149,24 +216,23 @@ class SeqRecConfig(PretrainedConfig):
         item_text_encoder_layers: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if input_mode not in INPUT_MODES:
-            raise ValueError(f"input_mode must be one of {INPUT_MODES}, got {input_mode!r}")
-        for name, value in (("text_items_in_context", text_items_in_context), ("item_text_max_tokens", item_text_max_tokens)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_model_options(
+            max_len=max_len, backbone_layers=backbone_layers, input_mode=input_mode,
+            text_items_in_context=text_items_in_context, item_text_max_tokens=item_text_max_tokens,
+            use_lora=use_lora, lora_r=lora_r, loss_chunk_size=loss_chunk_size, item_text_tower=item_text_tower,
+            item_id_dropout=item_id_dropout, item_score_bias=item_score_bias, tie_item_table=tie_item_table,
+            item_text_design=item_text_design, item_delta_max=item_delta_max,
+            item_semantic_variance=item_semantic_variance, item_text_popularity=item_text_popularity,
+            item_text_encoder=item_text_encoder, item_text_prompt=item_text_prompt,
+            item_text_encoder_layers=item_text_encoder_layers,
+        )
         if num_items < 1:
-            raise ValueError(f"num_items must be at least 1, got {num_items}")
-        if max_len < 1:
-            raise ValueError(f"max_len must be at least 1, got {max_len}")
-        if backbone_layers is not None and (isinstance(backbone_layers, bool) or not isinstance(backbone_layers, int) or backbone_layers < 1):
-            raise ValueError(f"backbone_layers must be a positive number of decoder layers or None, got {backbone_layers!r}")
+            raise ValueError(f"num_items: expected at least 1, got {num_items}")
         if use_lora and not backbone_pretrained:
             raise ValueError(
                 "use_lora needs a pretrained backbone: LoRA adapts pretrained weights, and a from-scratch backbone "
                 "(backbone_pretrained=False, e.g. a baseline) is trained in full"
             )
-        if use_lora and lora_r < 1:
-            raise ValueError(f"lora_r must be at least 1 when use_lora is set, got {lora_r}")
         self.num_items = num_items
         self.backbone_name_or_path = backbone_name_or_path
         self.backbone_config = backbone_config
@@ -185,40 +251,15 @@ class SeqRecConfig(PretrainedConfig):
         self.lora_dropout = lora_dropout
         self.lora_target_modules = list(lora_target_modules) if lora_target_modules else ["q_proj", "k_proj", "v_proj", "o_proj"]
         self.item_embedding_dropout = item_embedding_dropout
-        if loss_chunk_size is not None and loss_chunk_size < 1:
-            raise ValueError(f"loss_chunk_size must be a positive number of positions or None, got {loss_chunk_size}")
         self.loss_chunk_size = loss_chunk_size
-        if not 0.0 <= item_id_dropout < 1.0:
-            raise ValueError(f"item_id_dropout must be in [0, 1), got {item_id_dropout}")
-        if item_id_dropout and not item_text_tower:
-            raise ValueError("item_id_dropout needs item_text_tower=True: without a text tower an item has nothing but its ID")
         self.item_text_tower = item_text_tower
         self.item_id_dropout = item_id_dropout
         self.item_score_bias = item_score_bias
-        if not tie_item_table and item_text_tower:
-            raise ValueError("tie_item_table=False is not available with item_text_tower=True: cold items are scored from their text")
         self.tie_item_table = tie_item_table
         self.initializer_range = initializer_range
-        if item_text_design not in TEXT_DESIGNS:
-            raise ValueError(f"item_text_design must be one of {TEXT_DESIGNS}, got {item_text_design!r}")
-        if item_delta_max is not None and not item_delta_max > 0:
-            raise ValueError(f"item_delta_max must be positive or None, got {item_delta_max}")
-        if item_delta_max is None and item_text_design == "bounded-delta":
-            raise ValueError("item_delta_max=None (unbounded) is not available with item_text_design='bounded-delta'")
-        if not 0.0 < item_semantic_variance < 1.0:
-            raise ValueError(f"item_semantic_variance must be in (0, 1), got {item_semantic_variance}")
-        if item_text_encoder not in TEXT_ENCODERS:
-            raise ValueError(f"item_text_encoder must be one of {TEXT_ENCODERS}, got {item_text_encoder!r}")
-        check_text_prompt(item_text_prompt)
-        if item_text_encoder_layers is not None and (
-            isinstance(item_text_encoder_layers, bool) or not isinstance(item_text_encoder_layers, int) or item_text_encoder_layers < 1
-        ):
-            raise ValueError(f"item_text_encoder_layers must be a positive number of decoder layers or None, got {item_text_encoder_layers!r}")
         self.item_text_design = item_text_design
         self.item_delta_max = item_delta_max
         self.item_semantic_variance = item_semantic_variance
-        if item_text_popularity and not (item_text_tower and item_score_bias):
-            raise ValueError("item_text_popularity needs item_text_tower=True and item_score_bias=True")
         self.item_text_popularity = item_text_popularity
         self.item_text_encoder = item_text_encoder
         self.item_text_prompt = item_text_prompt

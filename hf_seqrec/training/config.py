@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import inspect
 import types
 import typing
 import warnings
@@ -29,7 +30,12 @@ from transformers import HfArgumentParser
 
 from ..data.prepare import DataConfig
 from ..modeling.baselines import BASELINE_BACKBONES, BASELINE_SIZES, POPULARITY, baseline_sizes
-from ..modeling.configuration_seqrec import DEFAULT_ITEM_ID_DROPOUT, ITEM_TEXT_MAX_TOKENS, TEXT_ITEMS_IN_CONTEXT
+from ..modeling.configuration_seqrec import (
+    DEFAULT_ITEM_ID_DROPOUT,
+    ITEM_TEXT_MAX_TOKENS,
+    TEXT_ITEMS_IN_CONTEXT,
+    check_model_options,
+)
 
 
 class ConfigError(ValueError):
@@ -37,6 +43,8 @@ class ConfigError(ValueError):
 
 
 DEFAULT_LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+# Model options for which None is a value of its own (unbounded, unset), not "not settled yet".
+_OPTIONAL_MODEL_OPTIONS = ("backbone_layers", "loss_chunk_size", "item_delta_max", "item_text_prompt", "item_text_encoder_layers")
 
 
 @dataclass
@@ -183,11 +191,17 @@ class ModelArguments:
         return self.backbone in BASELINE_BACKBONES or self.backbone == POPULARITY
 
     def _check_model_options(self) -> None:
+        """Settle what depends on the backbone and the other options, then apply the model's own rules."""
         self._settle_input_mode_options()
-        if self.max_len < 1:
-            raise ConfigError(f"max_len: expected a positive integer, got {self.max_len}")
         self._settle_baseline_options()
         self._settle_text_tower_options()
+        # The model's rules live with the model (check_model_options, also run by SeqRecConfig); checked here,
+        # before any data or weights are loaded, with the option named.
+        values = {name: getattr(self, name) for name in inspect.signature(check_model_options).parameters}
+        try:
+            check_model_options(**{name: value for name, value in values.items() if value is not None or name in _OPTIONAL_MODEL_OPTIONS})
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if not self.use_lora and (
             self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules
         ) != (8, 16, 0.0, list(DEFAULT_LORA_TARGET_MODULES)):
@@ -195,8 +209,6 @@ class ModelArguments:
 
     def _settle_input_mode_options(self) -> None:
         """"id+text" reads item text through the backbone's tokenizer and embeddings; its two sizes apply to it alone."""
-        if self.input_mode not in ("id", "id+text"):
-            raise ConfigError(f"input_mode: expected 'id' or 'id+text', got {self.input_mode!r}")
         sizes = {"text_items_in_context": TEXT_ITEMS_IN_CONTEXT, "item_text_max_tokens": ITEM_TEXT_MAX_TOKENS}
         if self.input_mode == "id":
             given = [name for name in sizes if getattr(self, name) is not None]
@@ -208,8 +220,6 @@ class ModelArguments:
         for name, default in sizes.items():
             if getattr(self, name) is None:
                 setattr(self, name, default)
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
 
     def _settle_baseline_options(self) -> None:
         """Fill in the baseline sizes, so training_config.yaml records what was actually built.
@@ -228,8 +238,6 @@ class ModelArguments:
             if self.backbone_layers is not None:
                 raise ConfigError(f"backbone_layers: keeps layers of a pretrained backbone; size the {self.backbone!r} baseline with num_layers")
         else:
-            if self.backbone_layers is not None and self.backbone_layers < 1:
-                raise ConfigError(f"backbone_layers: expected a positive number of decoder layers, got {self.backbone_layers}")
             given = [name for name in BASELINE_SIZES if getattr(self, name) is not None]
             if given:
                 raise ConfigError(
@@ -241,44 +249,24 @@ class ModelArguments:
             self.item_text_init = False
 
     def _settle_text_tower_options(self) -> None:
-        """The text tower reads item text through the backbone's tokenizer; ID dropout and the design are its options."""
-        from ..modeling.configuration_seqrec import TEXT_DESIGNS
-        from ..modeling.text_encoding import TEXT_ENCODERS, check_text_prompt
+        """The text tower and the contextual text encoders read item text through the backbone's tokenizer.
 
-        if self.item_text_design not in TEXT_DESIGNS:
-            raise ConfigError(f"item_text_design: expected one of {', '.join(TEXT_DESIGNS)}, got {self.item_text_design!r}")
-        if self.item_text_encoder not in TEXT_ENCODERS:
-            raise ConfigError(f"item_text_encoder: expected one of {', '.join(TEXT_ENCODERS)}, got {self.item_text_encoder!r}")
-        try:
-            check_text_prompt(self.item_text_prompt)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-        if self.item_delta_max is None and self.item_text_design == "bounded-delta":
-            raise ConfigError("item_delta_max: the bounded-delta design needs a bound (a positive number)")
-        if self.item_delta_max is not None and not self.item_delta_max > 0:
-            raise ConfigError(f"item_delta_max: expected a positive number, got {self.item_delta_max}")
+        So they need a pretrained LM with ``item_text_init``; ``item_id_dropout`` defaults to
+        ``DEFAULT_ITEM_ID_DROPOUT`` with a tower and to 0 without one.
+        """
         if self.item_text_encoder != "token-embeddings" or self.item_text_prompt is not None or self.item_text_encoder_layers is not None:
             if not self.item_text_init or self.is_baseline:
                 raise ConfigError("item_text_encoder: item text is encoded only for a pretrained LM backbone with item_text_init")
-        if self.item_text_popularity and not (self.item_text_tower and self.item_score_bias):
-            raise ConfigError("item_text_popularity: needs --item_text_tower and --item_score_bias (it predicts the score offset from text)")
-        if self.item_text_design != "projection" and not self.item_text_tower:
-            raise ConfigError(f"item_text_design: {self.item_text_design!r} applies only with --item_text_tower")
         if not self.item_text_tower:
-            if self.item_id_dropout:
-                raise ConfigError("item_id_dropout: applies only with --item_text_tower")
-            self.item_id_dropout = 0.0
+            if self.item_id_dropout is None:
+                self.item_id_dropout = 0.0
             return
         if self.is_baseline:
             raise ConfigError(f"item_text_tower: the {self.backbone!r} baseline has no tokenizer to read item text with")
-        if not self.tie_item_table:
-            raise ConfigError("tie_item_table: a separate output table is not available with --item_text_tower (cold items are scored from text)")
         if not self.item_text_init:
             raise ConfigError("item_text_tower: needs item_text_init (the tower starts from the item texts' encodings)")
         if self.item_id_dropout is None:
             self.item_id_dropout = DEFAULT_ITEM_ID_DROPOUT
-        if not 0.0 <= self.item_id_dropout < 1.0:
-            raise ConfigError(f"item_id_dropout: expected a value in [0, 1), got {self.item_id_dropout}")
 
 
 @dataclass
