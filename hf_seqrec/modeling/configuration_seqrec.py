@@ -25,33 +25,36 @@ DEFAULT_ITEM_ID_DROPOUT = 0.5
 
 def check_model_options(
     *,
-    max_len: int = 50,
-    backbone_layers: int | None = None,
-    input_mode: str = "id",
-    text_items_in_context: int = TEXT_ITEMS_IN_CONTEXT,
-    item_text_max_tokens: int = ITEM_TEXT_MAX_TOKENS,
-    use_lora: bool = True,
-    lora_r: int = 8,
-    loss_chunk_size: int | None = None,
-    item_text_tower: bool = False,
-    item_id_dropout: float = 0.0,
-    item_score_bias: bool = False,
-    tie_item_table: bool = True,
-    item_text_design: str = "projection",
-    item_delta_max: float | None = 0.5,
-    item_semantic_variance: float = 0.9,
-    item_text_popularity: bool = False,
-    item_text_encoder: str = "token-embeddings",
-    item_text_prompt: str | None = None,
-    item_text_encoder_layers: int | None = None,
+    max_len: int,
+    backbone_layers: int | None,
+    input_mode: str,
+    text_items_in_context: int | None,
+    item_text_max_tokens: int | None,
+    use_lora: bool,
+    lora_r: int,
+    loss_chunk_size: int | None,
+    item_text_tower: bool,
+    item_id_dropout: float,
+    item_score_bias: bool,
+    tie_item_table: bool,
+    item_text_design: str,
+    item_delta_max: float | None,
+    item_semantic_variance: float,
+    item_text_popularity: bool,
+    item_text_encoder: str,
+    item_text_prompt: str | None,
+    item_text_encoder_layers: int | None,
 ) -> None:
-    """The model's rules on its options; a `ValueError` that starts with the option's name says what was expected.
+    """The model's rules on its options (defaults: `SeqRecConfig`); a `ValueError` that starts with the option's name says what was expected.
 
     The one home of these rules: `SeqRecConfig` applies them when it is built, and a fine-tuning run's
     configuration applies them to its options before any data or weights are loaded, so a bad
     combination costs seconds, not a run.
     """
-    for name, value in (("max_len", max_len), ("text_items_in_context", text_items_in_context), ("item_text_max_tokens", item_text_max_tokens)):
+    sizes = [("max_len", max_len)]
+    if input_mode == "id+text":  # how much item text the model reads; nothing without text in the input
+        sizes += [("text_items_in_context", text_items_in_context), ("item_text_max_tokens", item_text_max_tokens)]
+    for name, value in sizes:
         if not _is_positive_int(value):
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     for name, value in (("backbone_layers", backbone_layers), ("item_text_encoder_layers", item_text_encoder_layers)):

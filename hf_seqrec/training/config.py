@@ -43,8 +43,6 @@ class ConfigError(ValueError):
 
 
 DEFAULT_LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
-# Model options for which None is a value of its own (unbounded, unset), not "not settled yet".
-_OPTIONAL_MODEL_OPTIONS = ("backbone_layers", "loss_chunk_size", "item_delta_max", "item_text_prompt", "item_text_encoder_layers")
 
 
 @dataclass
@@ -197,9 +195,8 @@ class ModelArguments:
         self._settle_text_tower_options()
         # The model's rules live with the model (check_model_options, also run by SeqRecConfig); checked here,
         # before any data or weights are loaded, with the option named.
-        values = {name: getattr(self, name) for name in inspect.signature(check_model_options).parameters}
         try:
-            check_model_options(**{name: value for name, value in values.items() if value is not None or name in _OPTIONAL_MODEL_OPTIONS})
+            check_model_options(**{name: getattr(self, name) for name in inspect.signature(check_model_options).parameters})
         except ValueError as error:
             raise ConfigError(str(error)) from None
         if not self.use_lora and (
