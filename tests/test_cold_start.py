@@ -160,6 +160,11 @@ def test_add_items_rejects_known_ids_and_empty_texts(tower_model):
     model, tokenizer = tower_model
     with pytest.raises(ValueError, match=r"row 1: item_id '5' is already in the catalogue"):
         model.add_items([{"item_id": "x", "text": "X"}, {"item_id": 5, "text": "again"}], tokenizer=tokenizer)
+    for spelling in ("5.0", " 5 ", 5.0):  # the catalogue's id rule, the one pipeline lookups use
+        with pytest.raises(ValueError, match=r"row 0: item_id '5' is already in the catalogue"):
+            model.add_items([{"item_id": spelling, "text": "again"}], tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="row 0: expected a string or integer item_id"):
+        model.add_items([{"item_id": None, "text": "X"}], tokenizer=tokenizer)
     with pytest.raises(ValueError, match=r"row 0 \(item_id 'y'\): empty text"):
         model.add_items([{"item_id": "y", "text": "  "}], tokenizer=tokenizer)
     with pytest.raises(ValueError, match="row 0: expected an 'item_id' and a 'text' field"):

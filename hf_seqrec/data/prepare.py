@@ -173,14 +173,7 @@ def prepare_data(config: DataConfig) -> PreparedData:
     catalogue of every remaining item in natural id order (numeric ids numerically,
     so runs are deterministic) -> per-user chronological sequences -> leave-one-out.
     """
-    interactions, items, sources = _load(config)
-    n_loaded = len(interactions)
-    interactions = _filter_by_rating(interactions, config.min_rating, sources[0])
-    n_after_rating = len(interactions)
-    try:
-        interactions = k_core_filter(interactions, config.k_core)
-    except DataValidationError as error:
-        raise _naming_source(error, sources[0]) from None
+    interactions, items, sources, (n_loaded, n_after_rating) = _filtered_interactions(config)
     catalog, catalog_report = _build_catalog(interactions["item_id"], items, *sources)
     index_of = {item_id: row for row, item_id in enumerate(catalog.item_ids)}
     sequences = {
@@ -216,7 +209,26 @@ def _naming_source(error: DataValidationError, source: str, *, hint: str | None 
     )
 
 
-def _load(config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[str, str | None]]:
+def _filtered_interactions(
+    config: DataConfig, *, with_items: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[str, str | None], tuple[int, int]]:
+    """The interactions after the ``min_rating`` and ``k_core`` filters, as training and recommending both read them.
+
+    Returns ``(interactions, items or None, sources, (rows loaded, rows after the rating filter))``;
+    ``with_items=False`` leaves an item metadata file unread.
+    """
+    interactions, items, sources = _load(config, with_items=with_items)
+    n_loaded = len(interactions)
+    interactions = _filter_by_rating(interactions, config.min_rating, sources[0])
+    n_after_rating = len(interactions)
+    try:
+        interactions = k_core_filter(interactions, config.k_core)
+    except DataValidationError as error:
+        raise _naming_source(error, sources[0]) from None
+    return interactions, items, sources, (n_loaded, n_after_rating)
+
+
+def _load(config: DataConfig, *, with_items: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[str, str | None]]:
     """(interactions, items or None, (interactions source name, items source name))."""
     if config.is_builtin:
         interactions, items = load_builtin(config.dataset)
@@ -238,7 +250,7 @@ def _load(config: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame | None, tuple[
     if auto_timestamp and TIMESTAMP_COLUMN not in interactions.columns:
         _warn_file_order(config.dataset)
     items = None
-    if config.items is not None:
+    if config.items is not None and with_items:
         item_columns = ItemColumns(
             id=config.item_id_column, text_fields=config.item_text_fields, template=config.item_text_template
         )
@@ -332,13 +344,7 @@ def load_user_histories(config: DataConfig) -> tuple[dict[str, list[str]], dict]
     but no catalogue and no split: recommending for a user reads everything the user did, targets
     included. Users come in order of first appearance in the data. Returns ``(histories, report)``.
     """
-    interactions, _, sources = _load(config)
-    n_loaded = len(interactions)
-    interactions = _filter_by_rating(interactions, config.min_rating, sources[0])
-    try:
-        interactions = k_core_filter(interactions, config.k_core)
-    except DataValidationError as error:
-        raise _naming_source(error, sources[0]) from None
+    interactions, _, _, (n_loaded, _) = _filtered_interactions(config, with_items=False)
     histories = user_sequences(interactions)
     report = {
         "n_interactions": len(interactions),

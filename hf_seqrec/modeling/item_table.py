@@ -110,6 +110,15 @@ class ItemTable(nn.Module):
                 self.register_buffer("text_basis", torch.eye(hidden_size))
                 self.register_buffer("text_spread", torch.ones(hidden_size))
                 self.register_buffer("semantic_mask", torch.ones(hidden_size))
+            # Derived from the frozen buffers above, so kept rather than recomputed on every forward
+            # pass; not saved (rebuilt by set_text_features, append_rows and after a state dict loads).
+            self.register_buffer("standardised_text", torch.zeros(num_items, hidden_size), persistent=False)
+            if text_design != PROJECTION:
+                self.register_buffer("frozen_content", torch.zeros(num_items, hidden_size), persistent=False)
+            if text_design == NULL_SPACE:
+                self.register_buffer("null_map", torch.zeros(hidden_size, hidden_size), persistent=False)
+            self.register_load_state_dict_post_hook(lambda module, incompatible_keys: module.refresh_derived_text_buffers())
+            self.refresh_derived_text_buffers()
 
     @property
     def num_items(self) -> int:
@@ -144,13 +153,14 @@ class ItemTable(nn.Module):
         if uses_id is None:
             return self.weight
         if self.text_design == PROJECTION:
-            standardised = (self.text_features - self.text_mean) / self.text_scale
-            text_part = self.text_projection(standardised.to(self.text_projection.weight.dtype))
+            text_part = self.text_projection(self.standardised_text.to(self.text_projection.weight.dtype))
             return text_part + self.weight * uses_id.to(self.weight.dtype).unsqueeze(1)
-        return self.content_vectors().to(self.weight.dtype) + self.bounded_deltas() * uses_id.to(self.weight.dtype).unsqueeze(1)
+        return self.frozen_content.to(self.weight.dtype) + self.bounded_deltas() * uses_id.to(self.weight.dtype).unsqueeze(1)
 
     def content_vectors(self) -> torch.Tensor:
         """`[num_items, hidden]`: each item's frozen content vector (bounded-delta and null-space designs).
+
+        The forward pass reads the kept copy (`frozen_content`); this computes it.
 
         `bounded-delta`: the standardised text encoding scaled to `content_norm`. `null-space`: its
         whitened component in the subspace that holds `semantic_variance` of the text encodings'
@@ -163,8 +173,21 @@ class ItemTable(nn.Module):
             semantic_map = (self.text_basis * (self.semantic_mask / self.text_spread)) @ self.text_basis.T
             direction = (self.text_features - self.text_mean) @ semantic_map
         else:
-            direction = (self.text_features - self.text_mean) / self.text_scale
+            direction = self.standardised_text
         return F.normalize(direction, dim=1) * self.content_norm
+
+    @torch.no_grad()
+    def refresh_derived_text_buffers(self) -> None:
+        """Recompute what the frozen text buffers determine: standardised encodings, content vectors, the null-space map.
+
+        Done by every method that changes those buffers and after a state dict loads; code that edits
+        a text buffer in place calls it too.
+        """
+        self.standardised_text = (self.text_features - self.text_mean) / self.text_scale
+        if self.text_design != PROJECTION:
+            self.frozen_content = self.content_vectors()
+        if self.text_design == NULL_SPACE:
+            self.null_map = (self.text_basis * (1.0 - self.semantic_mask)) @ self.text_basis.T
 
     def bounded_deltas(self) -> torch.Tensor:
         """`[num_items, hidden]`: the trained per-item corrections, each no longer than `delta_max` × `content_norm`.
@@ -175,8 +198,7 @@ class ItemTable(nn.Module):
         """
         delta = self.weight
         if self.text_design == NULL_SPACE:
-            null_map = (self.text_basis * (1.0 - self.semantic_mask)) @ self.text_basis.T
-            delta = delta @ null_map.to(delta.dtype)
+            delta = delta @ self.null_map.to(delta.dtype)
         if self.delta_max is None:
             return delta
         limit = self.delta_max * self.content_norm.to(delta.dtype)
@@ -198,6 +220,7 @@ class ItemTable(nn.Module):
         if self.text_design == PROJECTION:
             self.text_projection.weight.copy_(torch.diag(self.text_scale))
             self.text_projection.bias.copy_(self.text_mean)
+            self.refresh_derived_text_buffers()
             return
         self.content_norm.copy_(self.text_features.norm(dim=1).mean())
         if self.text_design == NULL_SPACE:
@@ -210,6 +233,7 @@ class ItemTable(nn.Module):
             self.text_basis.copy_(basis_t.T.to(self.text_basis))
             self.text_spread.copy_(spread.clamp(min=1e-6).to(self.text_spread))
             self.semantic_mask.copy_((torch.arange(spread.numel()) < kept).to(self.semantic_mask))
+        self.refresh_derived_text_buffers()
 
     @property
     def semantic_dims(self) -> int | None:
@@ -238,8 +262,7 @@ class ItemTable(nn.Module):
             return self.bias
         if self.text_popularity:
             # Trained through the items whose ID this pass drops: the offset an item's text predicts.
-            standardised = (self.text_features - self.text_mean) / self.text_scale
-            predicted = self.text_offset(standardised.to(self.text_offset.weight.dtype)).squeeze(-1)
+            predicted = self.text_offset(self.standardised_text.to(self.text_offset.weight.dtype)).squeeze(-1)
             return torch.where(uses_id.bool(), self.bias, predicted.to(self.bias.dtype))
         has_id = self.has_id_embedding.bool()
         if not bool(has_id.any()):
@@ -290,7 +313,7 @@ class ItemTable(nn.Module):
             nn.init.zeros_(self.text_offset.weight)
             self.text_offset.bias.fill_(float(unknown_item_offset(self.bias)))
             return
-        features = ((self.text_features - self.text_mean) / self.text_scale)[known].double()
+        features = self.standardised_text[known].double()
         targets = self.bias[known].double()
         centred = features - features.mean(0)
         gram = centred.T @ centred + TEXT_OFFSET_RIDGE * torch.eye(features.size(1), dtype=torch.float64)
@@ -330,6 +353,7 @@ class ItemTable(nn.Module):
         if self.text_tower:
             self.text_features = torch.cat([self.text_features, text_features.to(self.text_features)])
             self.has_id_embedding = torch.cat([self.has_id_embedding, self.has_id_embedding.new_zeros(added)])
+            self.refresh_derived_text_buffers()
 
 
 def unknown_item_offset(offsets: torch.Tensor) -> torch.Tensor:

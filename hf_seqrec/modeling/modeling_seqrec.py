@@ -30,7 +30,6 @@ from .checkpoint_format import (
     PIPELINE_FILE,
     PIPELINE_MODULE_FILES,
     PIPELINE_TASK,
-    TEXT_ENCODINGS_FILE,
     ItemCatalog,
     local_checkpoint_dir,
     new_item_rows,
@@ -127,7 +126,6 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             if config.input_mode == "id+text"
             else None
         )
-        self.item_text_encodings = None  # [num_items, hidden] text encodings, saved with the checkpoint when set
         # Weight init runs before LoRA is attached: initialising after would overwrite the
         # adapter's zero-initialised B matrices and the model would not start from the backbone.
         self.post_init()
@@ -223,7 +221,6 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if len(texts) != self.config.num_items:
             raise ValueError(f"got {len(texts)} item texts for an item table of {self.config.num_items} rows")
         encodings = self.encode_item_texts(texts, tokenizer)
-        self.item_text_encodings = encodings
         if self.item_table.text_tower:
             self.item_table.set_text_features(encodings)
         else:
@@ -247,15 +244,17 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             return mean_token_embeddings(rendered, tokenizer, token_embeddings)
         target_norm = float(token_embeddings.float().norm(dim=1).mean())
         layers = self.config.item_text_encoder_layers or self.get_backbone().config.num_hidden_layers
-        if layers == self.get_backbone().config.num_hidden_layers:
+        # The model's own decoder reads as the pretrained one only while LoRA can be switched off: a
+        # merged adapter (merge_adapter, reduced-precision pipelines) or a full fine-tune changed its weights.
+        if self.config.use_lora and layers == self.get_backbone().config.num_hidden_layers:
             with adapters_disabled(self.backbone):
                 return contextual_encodings(rendered, tokenizer, self.get_backbone(), self.config.item_text_encoder, target_norm)
         from transformers import AutoConfig
 
         from .backbones import load_pretrained_decoder, resolve_backbone
 
-        # Deeper (or shallower) than the sequence backbone: the pretrained model cut to `layers`,
-        # loaded for the encoding only.
+        # Otherwise, and for a depth other than the sequence backbone's: the pretrained model cut to
+        # `layers`, loaded for the encoding only.
         location = resolve_backbone(self.config.backbone_name_or_path)
         available = AutoConfig.from_pretrained(location).num_hidden_layers
         if layers > available:
@@ -280,8 +279,6 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             return []
         tokenizer = tokenizer or self._load_tokenizer()
         encodings = self.encode_item_texts([text for _, text in rows], tokenizer)
-        if self.item_text_encodings is not None:
-            self.item_text_encodings = torch.cat([self.item_text_encodings, encodings.to(self.item_text_encodings)])
         first = self.item_table.num_items
         self.item_table.append_rows(encodings.to(self.item_table.weight.device))
         self.append_item_text_tokens([text for _, text in rows], tokenizer)
@@ -494,8 +491,6 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             os.replace(directory / "adapter_config.json", directory / ADAPTER_CONFIG_FILE)
         elif not self.config.backbone_pretrained:
             save_safetensors_atomic(_untie(_cpu_state(self.get_backbone().state_dict())), directory / BACKBONE_FILE)
-        if self.item_text_encodings is not None:
-            save_safetensors_atomic({"encodings": self.item_text_encodings.detach().contiguous().cpu().float()}, directory / TEXT_ENCODINGS_FILE)
         if self.item_catalog is not None:
             self.item_catalog.save(directory)
 
@@ -537,8 +532,6 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             model.item_text_inputs.load(directory)
         if config.use_lora:
             _load_adapter_weights(model.backbone, directory / ADAPTER_FILE)
-        if (directory / TEXT_ENCODINGS_FILE).is_file():
-            model.item_text_encodings = load_file(directory / TEXT_ENCODINGS_FILE)["encodings"]
         if (directory / CATALOG_FILE).is_file():
             model.item_catalog = ItemCatalog.load(directory)
         model.item_popularity = read_item_popularity(directory)

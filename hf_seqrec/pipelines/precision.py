@@ -26,16 +26,15 @@ nothing from hf_seqrec: only torch and the standard library.
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import torch
 from torch import nn
 
 PRECISIONS = ("fp32", "bf16", "int8")
 # Linear layers (by the last part of their name) that int8 leaves in fp32. Dynamic quantization gives
-# a whole input tensor one int8 scale, and the inputs of these layers hold a few huge activations:
-# on SmolLM2 the input of an MLP's down_proj peaks at 2,500x its mean magnitude, the (normalised) input
-# of q/k/v_proj at 87x, so int8 rounds every other activation to a handful of levels. Measured on the
+# a whole input tensor one int8 scale, and the inputs of these layers (an MLP's down_proj, the
+# normalised input of q/k/v_proj) hold a few activations far larger than the rest, so int8 rounds
+# every other activation to a handful of levels. Measured on the
 # MovieLens-100K checkpoint (benchmarks/results/precision-cpu.md): quantizing every linear layer cost
 # 18% of test NDCG@10 (2.4x faster than fp32); keeping these four in fp32 cost nothing (+1%, 1.6x
 # faster). gate_proj, up_proj and o_proj (60% of the decoder's linear weights) are int8.
@@ -81,7 +80,7 @@ def prepare_for_inference(model: nn.Module, precision: str, *, keep_fp32: tuple[
     if next(model.parameters()).device.type != "cpu":
         raise ValueError(f"precision={precision!r} prepares a model for the CPU; the model is on {next(model.parameters()).device}")
     model.float()  # merge (and quantize) from fp32 weights, whatever dtype the model was loaded in
-    _merge_adapter(model)
+    model.merge_adapter()  # folds a LoRA adapter into the weights; a model without one is left as it is
     if precision == "bf16":
         model.backbone.to(torch.bfloat16)
         # The item table stays fp32; the backbone gets its input embeddings in its own dtype.
@@ -90,12 +89,6 @@ def prepare_for_inference(model: nn.Module, precision: str, *, keep_fp32: tuple[
         _quantize_linear_layers(model.backbone, tuple(keep_fp32))
     setattr(model, PRECISION_ATTRIBUTE, precision)
     return model
-
-
-def _merge_adapter(model: Any) -> None:
-    """Fold a LoRA adapter into the backbone's weights (a model without one is left as it is)."""
-    if model.config.use_lora:
-        model.merge_adapter()  # peft's merge_and_unload, with the config updated to a plain backbone
 
 
 def _cast_inputs_embeds(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -109,10 +102,9 @@ def _quantize_linear_layers(backbone: nn.Module, keep_fp32: tuple[str, ...]) -> 
     """Replace the ``nn.Linear`` layers of ``backbone`` (but those in ``keep_fp32``) by dynamically quantized int8 layers, in place.
 
     Why ``torch.ao.quantization.quantize_dynamic``: on torch 2.13 it still works and runs fbgemm /
-    oneDNN int8 kernels (measured on an AVX-512 CPU: a 576x1536 MLP block 3-6x faster than fp32),
-    while torchao's replacement (``quantize_(model, Int8DynamicActivationInt8WeightConfig())``,
-    torchao 0.18) was no faster than fp32 in eager mode on the CPU (its int8 path pays off under
-    ``torch.compile``). torch marks ``torch.ao.quantization`` as deprecated in favour of torchao; the
+    oneDNN int8 kernels in eager mode (the speed-up on this model is in
+    benchmarks/results/precision-cpu.md), while torchao's replacement
+    (``quantize_(model, Int8DynamicActivationInt8WeightConfig())``) targets ``torch.compile``. torch marks ``torch.ao.quantization`` as deprecated in favour of torchao; the
     deprecation warnings are silenced here, and a torch without it gets an error that says so.
     """
     names = [name for name, module in backbone.named_modules() if type(module) is nn.Linear and name.rsplit(".", 1)[-1] not in keep_fp32]

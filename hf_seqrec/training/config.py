@@ -199,9 +199,7 @@ class ModelArguments:
             check_model_options(**{name: getattr(self, name) for name in inspect.signature(check_model_options).parameters})
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        if not self.use_lora and (
-            self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_target_modules
-        ) != (8, 16, 0.0, list(DEFAULT_LORA_TARGET_MODULES)):
+        if not self.use_lora and any(getattr(self, name) != default for name, default in _lora_defaults().items()):
             warnings.warn("lora_*: LoRA options are set but use_lora is false, so they are not used", UserWarning, stacklevel=3)
 
     def _settle_input_mode_options(self) -> None:
@@ -374,13 +372,13 @@ class FinetuneConfig(RunArguments, ModelArguments, DataConfig):
     """
 
     def __post_init__(self) -> None:
-        _coerce_fields(self, FinetuneConfig)
+        _coerce_fields(self, DataConfig)  # values from a command line arrive as text
         try:
             DataConfig.__post_init__(self)
         except (TypeError, ValueError) as error:
             raise ConfigError(str(error)) from None
-        self._check_model_options()
-        self._check_run_options()
+        ModelArguments.__post_init__(self)
+        RunArguments.__post_init__(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -423,6 +421,15 @@ def resolve_mixed_precision(mixed_precision: str) -> str:
     import torch
 
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def _lora_defaults() -> dict[str, Any]:
+    """The defaults of the ``lora_*`` options, read from their fields."""
+    return {
+        spec.name: spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
+        for spec in fields(ModelArguments)
+        if spec.name.startswith("lora_")
+    }
 
 
 @functools.cache

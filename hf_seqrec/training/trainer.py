@@ -123,8 +123,9 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         item_text_encoder_layers=config.item_text_encoder_layers,
     )
     model.item_catalog = prepared.catalog
-    if config.input_mode == "id+text":
-        model.set_item_text_tokens(prepared.catalog.texts, tokenizer)  # the text read after the most recent items
+    if config.input_mode == "id+text" and not config.item_text_init:
+        # The text read after the most recent items (from_backbone tokenised it when given the texts).
+        model.set_item_text_tokens(prepared.catalog.texts, tokenizer)
     if config.item_score_bias or config.item_text_tower:
         from ..modeling.checkpoint_format import item_popularity
 
@@ -617,7 +618,7 @@ def example_explanation(model: SeqRecForNextItem, prepared: PreparedData, top: i
     row = test[0]
     history = list(row["history"])[-model.config.max_len :]
     scores = score_histories(model, [history])[0]
-    scores[list(set(history))] = float("-inf")
+    scores[list(set(row["history"]))] = float("-inf")  # every item the user has seen, as the pipeline masks them
     recommended = int(scores.argmax())
     contributions = explain(model, history, [recommended])[0]
     catalog = prepared.catalog
