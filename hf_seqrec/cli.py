@@ -112,13 +112,15 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .evaluation.cold_start import cold_start_metrics, cold_start_summary
     from .evaluation.evaluator import rank_targets
     from .evaluation.ranking import evaluation_protocol, full_ranking_metrics, user_counts
+    from .inference.loading import checkpoint_dir
     from .io_utils import write_json_atomic
     from .modeling import SeqRecForNextItem
     from .training.config import FinetuneConfig, resolve_mixed_precision
 
-    model = _load_checkpoint(SeqRecForNextItem, args.model)
+    directory = checkpoint_dir(args.model)  # a one-line error for a path or Hub id without a checkpoint
+    model = SeqRecForNextItem.from_pretrained(directory)
     overrides = {"dataset": args.dataset} if args.dataset else {}
-    default_config = Path(args.model) / "training_config.yaml"
+    default_config = directory / "training_config.yaml"
     if args.config:  # asked for by name: a missing file is an error, not a silent fallback to defaults
         config = FinetuneConfig.from_yaml(args.config, **overrides)
     elif default_config.is_file():
@@ -179,16 +181,3 @@ def _run_precision(requested: str | None, run_config: Path) -> str:
 
     return FinetuneConfig.from_yaml(run_config).mixed_precision
 
-
-def _load_checkpoint(model_class, name: str):
-    """``from_pretrained`` with a user-facing error for a path or Hub id that holds no checkpoint."""
-    if not Path(name).exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name):
-        raise FileNotFoundError(f"--model {name}: no such checkpoint directory")
-    from huggingface_hub.errors import HFValidationError
-
-    try:
-        return model_class.from_pretrained(name)
-    except FileNotFoundError:
-        raise
-    except (OSError, HFValidationError) as error:  # not a local directory, and not a reachable Hub repository
-        raise FileNotFoundError(f"--model {name}: cannot load a checkpoint from it ({error})") from None

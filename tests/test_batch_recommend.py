@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -20,9 +18,9 @@ from hf_seqrec.cli import run_cli
 from hf_seqrec.data.prepare import DataConfig
 from hf_seqrec.inference import BatchRecommendConfig, recommend_to_parquet
 from hf_seqrec.inference.cli import recommend_main
-from testing_utils import numbered_catalog, save_tiny_lm_checkpoint
+from hf_seqrec.training.output_dir import OutputDirError
+from testing_utils import REPO, numbered_catalog, save_tiny_lm_checkpoint, script_env
 
-REPO = Path(__file__).resolve().parents[1]
 N_ITEMS = 30
 TOP_K = 5
 SHARD_SIZE = 4
@@ -188,8 +186,34 @@ def test_other_data_under_the_same_arguments_is_refused(checkpoint, interactions
     recommend_to_parquet(_config(checkpoint, data, output), progress=False)
     with open(data, "a") as handle:
         handle.write("newcomer,3,2000\n")
-    with pytest.raises(Exception, match=r"users: the interactions changed \(14 users then, 15 now\)"):
+    with pytest.raises(OutputDirError, match=r"users: the interactions changed \(14 users then, 15 now\)"):
         recommend_to_parquet(_config(checkpoint, data, output), progress=False)
+
+
+@pytest.mark.parametrize("changed", ["item_popularity.json", "seqrec_adapter_config.json"])
+def test_a_changed_checkpoint_file_is_refused_on_resume(changed, checkpoint, interactions, tmp_path):
+    """Files other than the weights change the output too: the popularity counts (fallback="popular"), the adapter config."""
+    from hf_seqrec.pipelines import save_item_popularity
+
+    local = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint, local)
+    save_item_popularity(local, [[4, 4, 4, 9, 9, 0]], num_items=N_ITEMS)
+    output = tmp_path / "recs.parquet"
+    config = _config(local, interactions, output, fallback="popular")
+    with pytest.raises(Killed):
+        recommend_to_parquet(config, progress=False, on_shard_written=lambda index, path: (_ for _ in ()).throw(Killed()))
+    path = local / changed
+    assert path.is_file()
+    values = json.loads(path.read_text())
+    if changed == "item_popularity.json":
+        values["counts"] = values["counts"][::-1]
+    else:
+        values["lora_alpha"] = values["lora_alpha"] * 2
+    path.write_text(json.dumps(values))
+    with pytest.raises(OutputDirError, match=r"checkpoint_revision: the checkpoint's files changed") as refused:
+        recommend_to_parquet(config, progress=False)
+    assert "holds an unfinished job with other arguments" in str(refused.value)
+    assert (config.shards_dir / "shard-00000-of-00004.parquet").exists()
 
 
 def test_wrong_item_column_is_an_error_not_an_empty_output(checkpoint, interactions, tmp_path):
@@ -211,8 +235,7 @@ def test_two_processes_split_the_shards_and_write_the_same_output(uninterrupted,
         "--item_column", "sku", "--timestamp_column", "ts", "--top_k", str(TOP_K), "--shard_size", str(SHARD_SIZE),
         "--batch_size", "3", "--no_progress",
     ]
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=tmp_path, env=script_env(ACCELERATE_USE_CPU="1"), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["num_processes"] == 2 and summary["shards_written_by_this_process"] == 2  # shards 0 and 2

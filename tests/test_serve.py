@@ -8,7 +8,6 @@ passes; the script is run once as a real uvicorn process to check the API key ne
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import socket
@@ -16,7 +15,6 @@ import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -29,10 +27,10 @@ from transformers import pipeline  # noqa: E402
 import hf_seqrec  # noqa: E402,F401  (registers the "next-item" task)
 from hf_seqrec.serving import create_app, load_pipeline  # noqa: E402
 from hf_seqrec.serving.cli import serve_main  # noqa: E402
-from hf_seqrec.serving.metrics import files_digest, model_revision  # noqa: E402
-from testing_utils import numbered_catalog, save_tiny_lm_checkpoint  # noqa: E402
+from hf_seqrec.modeling.checkpoint_format import checkpoint_revision  # noqa: E402
+from hf_seqrec.serving.metrics import model_revision  # noqa: E402
+from testing_utils import REPO, numbered_catalog, save_tiny_lm_checkpoint, script_env  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key-8f3a1c"
 MAX_LEN = 8
 NUM_ITEMS = 30
@@ -41,29 +39,25 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, one_torch_thread):
-    """A saved tiny checkpoint with a non-trivial adapter and popularity counts."""
+    """A saved tiny checkpoint with a non-trivial adapter and popularity counts; `recommend` (conftest.py)
+    is its pipeline."""
     directory = tmp_path_factory.mktemp("serve-checkpoint")
     return save_tiny_lm_checkpoint(
         directory, numbered_catalog(NUM_ITEMS), max_len=MAX_LEN, popularity=[[0, 4, 4, 9], [4, 9, 9, 9]]
     )
 
 
-@pytest.fixture(scope="module")
-def pipe(checkpoint):
-    return pipeline("next-item", model=str(checkpoint))
-
-
 @pytest.fixture
-def client(pipe):
-    with TestClient(create_app(pipe, api_key=KEY, batch_wait_ms=1)) as test_client:
+def client(recommend):
+    with TestClient(create_app(recommend, api_key=KEY, batch_wait_ms=1)) as test_client:
         yield test_client
 
 
-def direct(pipe, inputs, **params):
+def direct(recommend, inputs, **params):
     """The pipeline's own answer, its warnings silenced (the service reports them in the body)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return pipe(inputs, **params)
+        return recommend(inputs, **params)
 
 
 def assert_same(got: list[dict], want: list[dict]) -> None:
@@ -90,27 +84,27 @@ def locs(response) -> list[list]:
         ({"history": []}, {"fallback": "popular", "top_k": 3}),
     ],
 )
-def test_recommend_returns_the_pipelines_output(client, pipe, history, params):
+def test_recommend_returns_the_pipelines_output(client, recommend, history, params):
     response = client.post("/recommend", json={**history, **params}, headers=AUTH)
     assert response.status_code == 200, response.text
-    assert response.json() == {"recommendations": direct(pipe, history, **params), "warnings": []}
+    assert response.json() == {"recommendations": direct(recommend, history, **params), "warnings": []}
 
 
-def test_batch_form_returns_one_result_per_history(client, pipe):
+def test_batch_form_returns_one_result_per_history(client, recommend):
     inputs = [{"history": ["1", "2"]}, {"history_text": ["Film number 7 (1977)"]}, {"history": ["9"], "timestamps": [5]}]
     response = client.post("/recommend", json={"inputs": inputs, "top_k": 3}, headers=AUTH)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert [r["recommendations"] for r in body["results"]] == direct(pipe, inputs, top_k=3)
+    assert [r["recommendations"] for r in body["results"]] == direct(recommend, inputs, top_k=3)
     assert body["warnings"] == [] and all(r["warnings"] == [] for r in body["results"])
 
 
-def test_explanations_pass_through_like_any_pipeline_parameter(client, pipe):
+def test_explanations_pass_through_like_any_pipeline_parameter(client, recommend):
     params = {"top_k": 2, "explain": True, "explain_method": "occlusion"}
     response = client.post("/recommend", json={"history": ["1", "2", "3"], **params}, headers=AUTH)
     assert response.status_code == 200, response.text
     recommendations = response.json()["recommendations"]
-    assert_same(recommendations, direct(pipe, {"history": ["1", "2", "3"]}, **params))
+    assert_same(recommendations, direct(recommend, {"history": ["1", "2", "3"]}, **params))
     assert all(len(r["explanation"]) == 3 for r in recommendations)
 
 
@@ -126,17 +120,17 @@ def test_precision_is_applied_when_the_app_loads_the_model(checkpoint, precision
 
 
 # ----------------------------------------------------------------------------- unknown items
-def test_unknown_items_are_skipped_and_named_like_the_pipeline_warns(client, pipe):
+def test_unknown_items_are_skipped_and_named_like_the_pipeline_warns(client, recommend):
     response = client.post("/recommend", json={"history": ["1", "999", "2", "abc"], "top_k": 3}, headers=AUTH)
     assert response.status_code == 200
     body = response.json()
-    assert body["recommendations"] == direct(pipe, {"history": ["1", "2"]}, top_k=3)
+    assert body["recommendations"] == direct(recommend, {"history": ["1", "2"]}, top_k=3)
     [warning] = body["warnings"]
     assert warning["type"] == "UnknownItemWarning" and warning["field"] == "history"
     assert warning["items"] == ["999", "abc"] and "'999'" in warning["message"]
 
 
-def test_unknown_candidates_are_reported_and_skipped(client, pipe):
+def test_unknown_candidates_are_reported_and_skipped(client, recommend):
     response = client.post("/recommend", json={"history": ["1"], "candidates": ["3", "nope"], "top_k": 5}, headers=AUTH)
     assert response.status_code == 200
     body = response.json()
@@ -180,8 +174,8 @@ def test_a_history_with_no_known_item_is_a_422_naming_the_items(client):
         ({"history": ["1"], "precision": "int8"}, ["body", "precision"]),  # chosen at load time, not per request
     ],
 )
-def test_bad_requests_get_422_naming_the_field(pipe, body, loc):
-    with TestClient(create_app(pipe, max_history=10)) as client:
+def test_bad_requests_get_422_naming_the_field(recommend, body, loc):
+    with TestClient(create_app(recommend, max_history=10)) as client:
         response = client.post("/recommend", json=body)
     assert response.status_code == 422, response.text
     assert loc in locs(response)
@@ -196,8 +190,8 @@ def test_bad_requests_get_422_naming_the_field(pipe, body, loc):
         ({"history": ["1"], "batch_size": 4}, ["batch_size", "--max_batch_size"]),
     ],
 )
-def test_ambiguous_bodies_get_422_saying_what_to_send(pipe, body, words):
-    with TestClient(create_app(pipe)) as client:
+def test_ambiguous_bodies_get_422_saying_what_to_send(recommend, body, words):
+    with TestClient(create_app(recommend)) as client:
         response = client.post("/recommend", json=body)
     assert response.status_code == 422
     message = " ".join(item["msg"] for item in response.json()["detail"])
@@ -245,8 +239,8 @@ def test_healthz_is_open(client):
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-def test_without_an_api_key_everything_is_open(pipe):
-    with TestClient(create_app(pipe)) as client:
+def test_without_an_api_key_everything_is_open(recommend):
+    with TestClient(create_app(recommend)) as client:
         assert client.post("/recommend", json={"history": ["1"]}).status_code == 200
         assert client.get("/metrics").status_code == 200
 
@@ -277,20 +271,21 @@ def test_metrics_count_requests_by_route_and_status_and_name_the_model(client, c
     assert sample("seqrec_request_duration_seconds_count", route="/recommend") == 4
     assert sample("seqrec_request_duration_seconds_bucket", le="+Inf", route="/recommend") == 4
     assert sample("seqrec_batch_size_count") == 2  # the 422 and 401 requests never reached the model
-    revision = files_digest(Path(checkpoint))
+    revision, _ = checkpoint_revision(checkpoint)
     assert sample(
-        "seqrec_model_info", backbone="tiny-llama", name=str(checkpoint), precision="float32",
+        "seqrec_model_info", backbone="tiny-llama", name=str(checkpoint), precision="fp32",
         revision=revision, revision_source="sha256-of-files",
     ) == 1
 
 
-def test_the_revision_changes_with_the_checkpoint_files(checkpoint, pipe, tmp_path):
+def test_the_revision_changes_with_the_checkpoint_files(checkpoint, recommend, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(checkpoint, copy)
-    assert files_digest(copy) == files_digest(Path(checkpoint))
+    assert checkpoint_revision(copy) == checkpoint_revision(checkpoint)
     (copy / "item_catalog.jsonl").write_text((copy / "item_catalog.jsonl").read_text().replace("Film", "Movie"))
-    assert files_digest(copy) != files_digest(Path(checkpoint))
-    assert model_revision(pipe.model) == (files_digest(Path(checkpoint)), "sha256-of-files")
+    assert checkpoint_revision(copy) != checkpoint_revision(checkpoint)
+    assert model_revision(recommend.model) == checkpoint_revision(checkpoint)
+    assert checkpoint_revision(checkpoint)[1] == "sha256-of-files"
 
 
 def test_a_hub_snapshot_reports_its_commit(tmp_path):
@@ -314,21 +309,23 @@ def _concurrently(app, bodies: list[dict]) -> list[httpx.Response]:
     return asyncio.run(main())
 
 
-def test_concurrent_requests_share_forward_passes(pipe):
-    app = create_app(pipe, batch_wait_ms=500, max_batch_size=32)
+def test_concurrent_requests_share_forward_passes(recommend):
+    app = create_app(recommend, batch_wait_ms=500, max_batch_size=32)
     # Different parameters and lengths: postprocessing parameters do not split the forward pass.
     bodies = [{"history": [str(i + 1), str(i + 2), str(i + 5)][: 1 + i % 3], "top_k": 1 + i % 4} for i in range(8)]
     responses = _concurrently(app, bodies)
     assert [r.status_code for r in responses] == [200] * 8
     for body, response in zip(bodies, responses):
-        assert_same(response.json()["recommendations"], direct(pipe, {"history": body["history"]}, top_k=body["top_k"]))
-    engine, batcher = app.state.engine, app.state.batcher
-    assert engine.forward_passes < len(bodies) and max(batcher.stats.sizes) > 1
-    assert sum(batcher.stats.sizes) == len(bodies)
+        want = direct(recommend, {"history": body["history"]}, top_k=body["top_k"])
+        assert_same(response.json()["recommendations"], want)
+    engine, registry = app.state.engine, app.state.metrics.registry
+    assert engine.forward_passes < len(bodies)
+    assert registry.get_sample_value("seqrec_batch_size_count") == engine.forward_passes
+    assert registry.get_sample_value("seqrec_batch_size_sum") == len(bodies)
 
 
-def test_max_batch_size_bounds_each_forward_pass(pipe):
-    app = create_app(pipe, batch_wait_ms=500, max_batch_size=3)
+def test_max_batch_size_bounds_each_forward_pass(recommend):
+    app = create_app(recommend, batch_wait_ms=500, max_batch_size=3)
     sizes: list[int] = []
     app.state.engine.on_forward = sizes.append
     responses = _concurrently(app, [{"history": [str(i + 1)]} for i in range(8)])
@@ -336,29 +333,29 @@ def test_max_batch_size_bounds_each_forward_pass(pipe):
     assert sum(sizes) == 8 and max(sizes) <= 3 and len(sizes) < 8
 
 
-def test_a_bad_request_in_a_batch_fails_alone(pipe):
-    app = create_app(pipe, batch_wait_ms=500)
+def test_a_bad_request_in_a_batch_fails_alone(recommend):
+    app = create_app(recommend, batch_wait_ms=500)
     bodies = [{"history": ["1"]}, {"history": ["999"]}, {"history": ["1"], "candidates": ["zz"]}, {"history": ["2"]}]
     responses = _concurrently(app, bodies)
     assert [r.status_code for r in responses] == [200, 422, 422, 200]
-    assert_same(responses[0].json()["recommendations"], direct(pipe, {"history": ["1"]}))
-    assert_same(responses[3].json()["recommendations"], direct(pipe, {"history": ["2"]}))
+    assert_same(responses[0].json()["recommendations"], direct(recommend, {"history": ["1"]}))
+    assert_same(responses[3].json()["recommendations"], direct(recommend, {"history": ["2"]}))
 
 
-def test_too_many_waiting_histories_get_503(pipe):
-    app = create_app(pipe, batch_wait_ms=500, max_pending=2)
+def test_too_many_waiting_histories_get_503(recommend):
+    app = create_app(recommend, batch_wait_ms=500, max_pending=2)
     responses = _concurrently(app, [{"history": ["1"]}] * 4)
     assert sorted(r.status_code for r in responses) == [200, 200, 503, 503]
     rejected = next(r for r in responses if r.status_code == 503)
     assert rejected.headers["Retry-After"] == "1" and "max_pending=2" in rejected.json()["detail"]
 
 
-def test_a_failing_model_is_a_500_without_details(pipe, monkeypatch):
+def test_a_failing_model_is_a_500_without_details(recommend, monkeypatch):
     def broken_forward(*args, **kwargs):
         raise RuntimeError("tensor shapes do not match: internal detail")
 
-    monkeypatch.setattr(pipe, "forward", broken_forward)
-    with TestClient(create_app(pipe)) as client:
+    monkeypatch.setattr(recommend, "forward", broken_forward)
+    with TestClient(create_app(recommend)) as client:
         response = client.post("/recommend", json={"history": ["1"]})
         assert response.status_code == 500 and "internal detail" not in response.text
         assert client.get("/healthz").status_code == 200  # the service stays up
@@ -366,21 +363,34 @@ def test_a_failing_model_is_a_500_without_details(pipe, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- loading and the script
-def test_precision_is_passed_to_the_pipeline_only_when_given(monkeypatch):
+def test_precision_is_passed_to_the_pipeline_only_when_given(recommend, monkeypatch):
     import transformers
 
     calls = []
+    model = object()  # a loaded model is passed on as it is
     monkeypatch.setattr(transformers, "pipeline", lambda task, **kwargs: calls.append((task, kwargs)))
-    load_pipeline("some/dir", precision="int8")
-    load_pipeline("some/dir")
-    assert calls == [("next-item", {"model": "some/dir", "precision": "int8"}), ("next-item", {"model": "some/dir"})]
+    load_pipeline(model, precision="int8")
+    load_pipeline(model)
+    assert calls == [("next-item", {"model": model, "precision": "int8"}), ("next-item", {"model": model})]
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="precision must be one of"):
-        load_pipeline("some/dir", precision="fp8")
+        load_pipeline(recommend.model, precision="fp8")  # the pipeline checks it before any work
 
 
-def test_create_app_refuses_bad_bounds(pipe):
+def test_serving_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    from hf_seqrec.cli import run_cli
+
+    assert run_cli(serve_main, ["--model", str(tmp_path / "does-not-exist")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"error: --model {tmp_path / 'does-not-exist'}: no such checkpoint directory"
+    assert run_cli(serve_main, ["--model", "runs/does-not-exist"]) == 2  # read as a Hub id, which cannot be reached
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: --model runs/does-not-exist: cannot load a checkpoint") and "\n" not in error
+
+
+def test_create_app_refuses_bad_bounds(recommend):
     with pytest.raises(ValueError, match="max_top_k must be a positive integer"):
-        create_app(pipe, max_top_k=-1)
+        create_app(recommend, max_top_k=-1)
 
 
 def _free_port() -> int:
@@ -391,8 +401,8 @@ def _free_port() -> int:
 
 def test_the_script_serves_over_http_and_never_logs_the_key(checkpoint):
     port = _free_port()
-    env = {**os.environ, "SEQREC_TEST_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--model", str(checkpoint), "--port", str(port),
+    env = script_env(SEQREC_TEST_KEY=KEY)
+    command = [sys.executable, str(REPO / "scripts" / "serve.py"), "--model", str(checkpoint), "--port", str(port),
                "--api_key_env", "SEQREC_TEST_KEY", "--threads", "1"]
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

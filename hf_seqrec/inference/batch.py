@@ -43,9 +43,10 @@ import pyarrow.parquet as pq
 from ..data.errors import DataValidationError
 from ..data.prepare import DataConfig, load_user_histories
 from ..io_utils import atomic_path, write_json_atomic
-from ..modeling.checkpoint_format import ADAPTER_FILE, BACKBONE_FILE, CATALOG_FILE, ITEM_TABLE_FILE
+from ..modeling.checkpoint_format import checkpoint_revision
 from ..pipelines.precision import PRECISIONS, check_precision
 from ..training.output_dir import OutputDirError
+from .loading import checkpoint_dir, load_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ METADATA_KEY = b"hf_seqrec"
 FORMAT = "hf_seqrec batch recommendations v1"
 SCHEMA = pa.schema([("user", pa.string()), ("item", pa.string()), ("score", pa.float32()), ("rank", pa.int32())])
 FALLBACKS = ("none", "popular")
-# Checkpoint files whose bytes decide the scores; hashed so a retrained checkpoint in the same directory is noticed.
-_WEIGHT_FILES = ("config.json", ADAPTER_FILE, BACKBONE_FILE, ITEM_TABLE_FILE, CATALOG_FILE)
 
 
 @dataclass
@@ -143,7 +142,9 @@ def recommend_to_parquet(
     users = list(histories)
     if not users:
         raise ValueError(f"{config.data.dataset}: no users to recommend for")
-    identity = {**config.identity(), "checkpoint_sha256": _checkpoint_digest(config.model), "users": _users_digest(histories)}
+    # The Hub commit, or a digest of the files that decide the output: a retrained checkpoint in the same directory is noticed.
+    directory = checkpoint_dir(config.model)
+    identity = {**config.identity(), "checkpoint_revision": checkpoint_revision(directory)[0], "users": _users_digest(histories)}
     n_shards = -(-len(users) // config.shard_size)
 
     # Every process decides from the same files before anyone writes, so all of them agree (or all raise).
@@ -151,7 +152,7 @@ def recommend_to_parquet(
     if action == "done":
         logger.info("%s is complete for these arguments; nothing to do", config.output)
         return {"output": str(config.output), "n_users": len(users), "n_shards": n_shards, "complete": True, "already_complete": True}
-    recommend = _load_pipeline(config, state.device)
+    recommend = load_pipeline(directory, precision=config.precision, device=state.device)
     coverage = _coverage(recommend.catalog, histories, config)
     state.wait_for_everyone()
     shards_dir = config.shards_dir
@@ -301,8 +302,8 @@ def _differences(before: dict[str, Any], now: dict[str, Any], prefix: str = "") 
         old, new = before.get(key), now.get(key)
         if old == new:
             continue
-        if key == "checkpoint_sha256":
-            parts.append(f"{prefix}{key}: the checkpoint's weights changed")
+        if key == "checkpoint_revision":
+            parts.append(f"{prefix}{key}: the checkpoint's files changed ({old} then, {new} now)")
         elif key == "users":
             then = old.get("n_users") if isinstance(old, dict) else "?"
             parts.append(f"{prefix}users: the interactions changed ({then} users then, {new['n_users']} now)")
@@ -311,22 +312,6 @@ def _differences(before: dict[str, Any], now: dict[str, Any], prefix: str = "") 
         else:
             parts.append(f"{prefix}{key}: {old!r} then, {new!r} now")
     return "; ".join(parts)
-
-
-def _checkpoint_digest(model: str) -> str | None:
-    """sha256 over the checkpoint files that decide the scores (None for a Hub id: its revision is in ``model``)."""
-    directory = Path(model).expanduser()
-    if not directory.is_dir():
-        return None
-    digest = hashlib.sha256()
-    for name in _WEIGHT_FILES:
-        path = directory / name
-        if path.is_file():
-            digest.update(name.encode())
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
 
 
 def _users_digest(histories: dict[str, list[str]]) -> dict[str, Any]:
@@ -338,19 +323,6 @@ def _users_digest(histories: dict[str, list[str]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- recommending
-def _load_pipeline(config: BatchRecommendConfig, device: Any):
-    from transformers import pipeline
-
-    import hf_seqrec  # noqa: F401  (registers the task)
-
-    from ..cli import _load_checkpoint
-    from ..modeling import SeqRecForNextItem
-
-    model = _load_checkpoint(SeqRecForNextItem, config.model)  # a missing checkpoint is a one-line error
-    kwargs: dict[str, Any] = {"precision": config.precision} if config.precision else {}
-    return pipeline("next-item", model=model, device=device, **kwargs)
-
-
 def _recommend_shard(recommend: Any, config: BatchRecommendConfig, users: list[str], histories: dict[str, list[str]]) -> pa.Table:
     """The output rows of one shard's users, in shard order and rank order."""
     from ..pipelines import UnknownItemWarning

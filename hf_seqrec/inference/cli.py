@@ -10,6 +10,12 @@ import json
 
 from ..pipelines.precision import PRECISIONS
 
+# The options of DataConfig that say how the interactions are read, as scripts/finetune.py reads them
+# (its item options do not apply: the item catalogue is the checkpoint's).
+DATA_OPTIONS = (
+    "dataset", "user_column", "item_column", "timestamp_column", "rating_column", "min_rating", "k_core", "file_format", "delimiter",
+)
+
 DESCRIPTION = """\
 Write the top-k recommendations of every user of a data set to a Parquet file with one row per user
 and rank (columns user, item, score, rank). Interactions are read as scripts/finetune.py reads them
@@ -23,12 +29,16 @@ only replaced with --overwrite; one made with the same arguments is left as it i
 
 def build_parser():
     import argparse
+    import copy
+    import dataclasses
 
-    from ..training.config import LiteralHelpFormatter
+    from transformers.hf_argparser import string_to_bool
+
+    from ..data.prepare import DataConfig
+    from ..training.config import LiteralHelpFormatter, SeqRecArgumentParser
 
     parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=LiteralHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint directory or Hub id")
-    parser.add_argument("--dataset", required=True, help="built-in dataset name (movielens-100k) or interactions file (csv, tsv, parquet, jsonl)")
     parser.add_argument("--output", required=True, help="Parquet file to write (shards go to OUTPUT.shards/ meanwhile)")
     parser.add_argument("--top_k", type=int, default=100, help="items per user (default 100)")
     parser.add_argument(
@@ -39,7 +49,7 @@ def build_parser():
     parser.add_argument("--batch_size", type=int, default=64, help="histories per forward pass (default 64)")
     parser.add_argument("--shard_size", type=int, default=1000, help="users per shard, the unit of resumption (default 1000)")
     parser.add_argument(
-        "--exclude_seen", type=_bool, default=True, metavar="{true,false}",
+        "--exclude_seen", type=string_to_bool, default=True, metavar="{true,false}",
         help="never recommend an item of the user's history (default true)",
     )
     parser.add_argument(
@@ -49,35 +59,34 @@ def build_parser():
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an output (or unfinished shards) made with other arguments")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    # Flags, help texts and value checks are DataConfig's own, as in scripts/finetune.py; values arrive as text.
     data = parser.add_argument_group("how the interactions are read (as scripts/finetune.py reads them)")
-    data.add_argument("--user_column", default="user_id", help="interactions column holding the user id")
-    data.add_argument("--item_column", default="item_id", help="interactions column holding the item id")
-    data.add_argument(
-        "--timestamp_column", default="auto",
-        help='interactions column holding the time; none = file order; auto (default) = "timestamp" if the file has one, else file order',
-    )
-    data.add_argument("--rating_column", default=None, help="interactions column holding a rating (optional)")
-    data.add_argument("--min_rating", type=float, default=None, help="keep interactions rated at least this (default: all)")
-    data.add_argument("--k_core", type=int, default=0, help="drop users and items with fewer interactions than this (0 = off)")
-    data.add_argument("--file_format", choices=("csv", "tsv", "parquet", "jsonl"), default=None, help="when the file extension does not say")
-    data.add_argument("--delimiter", default=None, help='field separator of csv/tsv files, e.g. ";"')
+    for spec in dataclasses.fields(DataConfig):
+        if spec.name in DATA_OPTIONS:
+            if spec.name == "dataset":  # required here: a batch job names its data
+                spec = copy.copy(spec)
+                spec.default = dataclasses.MISSING
+            SeqRecArgumentParser._parse_dataclass_field(data, spec)
     return parser
 
 
 def recommend_main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import argparse
+    import dataclasses
+
     from ..data.errors import DataValidationError
     from ..data.prepare import DataConfig
-    from ..training.config import ConfigError
+    from ..training.config import ConfigError, _coerce_fields
     from .batch import BatchRecommendConfig, _process_state, recommend_to_parquet
 
     try:
-        data = DataConfig(
-            dataset=args.dataset, user_column=args.user_column, item_column=args.item_column,
-            timestamp_column=None if args.timestamp_column.lower() == "none" else args.timestamp_column,
-            rating_column=args.rating_column, min_rating=args.min_rating, k_core=args.k_core,
-            file_format=args.file_format, delimiter=args.delimiter,
-        )
+        # Checked and converted as scripts/finetune.py does ("none" for no value, numbers from their text).
+        options = argparse.Namespace(**{spec.name: spec.default for spec in dataclasses.fields(DataConfig)})
+        for name in DATA_OPTIONS:
+            setattr(options, name, getattr(args, name))
+        _coerce_fields(options, DataConfig)
+        data = DataConfig(**vars(options))
         config = BatchRecommendConfig(
             model=args.model, output=args.output, data=data, top_k=args.top_k, precision=args.precision,
             batch_size=args.batch_size, shard_size=args.shard_size, exclude_seen=args.exclude_seen,
@@ -92,13 +101,3 @@ def recommend_main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary))
     return 0
 
-
-def _bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    import argparse
-
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")

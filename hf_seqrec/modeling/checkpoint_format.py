@@ -37,7 +37,8 @@ ADAPTER_CONFIG_FILE = "seqrec_adapter_config.json"
 BACKBONE_FILE = "backbone.safetensors"
 CATALOG_FILE = "item_catalog.jsonl"
 POPULARITY_FILE = "item_popularity.json"
-# Every item's text encoding, kept with the checkpoint so it is computed once per catalogue.
+# Written by earlier versions (every item's text encoding); no longer read or written, but still
+# hf_seqrec's own file when a run's output directory is cleared.
 TEXT_ENCODINGS_FILE = "item_text_encodings.safetensors"
 # input_mode="id+text": every item's text token ids (text_inputs.py).
 ITEM_TEXT_TOKENS_FILE = "item_text_tokens.safetensors"
@@ -214,9 +215,6 @@ class ItemCatalog:
         except KeyError:
             raise KeyError(f"item id {item_id!r} is not in the catalogue of {len(self)} items") from None
 
-    def indices(self, item_ids: Iterable[object]) -> list[int]:
-        return [self.index(item_id) for item_id in item_ids]
-
     def item_id(self, index: int) -> str:
         return self.item_ids[index]
 
@@ -255,10 +253,6 @@ class ItemCatalog:
                     ) from None
         return cls(item_ids, texts)
 
-    @classmethod
-    def from_pairs(cls, pairs: Sequence[tuple[object, str]]) -> "ItemCatalog":
-        return cls([p[0] for p in pairs], [p[1] for p in pairs])
-
 
 def item_rows(items: Any) -> list[tuple[str, str]]:
     """`(item_id, text)` pairs from a list of dicts, a pandas DataFrame or a `datasets.Dataset`."""
@@ -273,12 +267,14 @@ def item_rows(items: Any) -> list[tuple[str, str]]:
         if not isinstance(row, dict) or "item_id" not in row or "text" not in row:
             found = sorted(row) if isinstance(row, dict) else type(row).__name__
             raise ValueError(f"add_items: row {number}: expected an 'item_id' and a 'text' field, found {found}")
-        if row["item_id"] is None or not isinstance(row["text"], str):
-            raise ValueError(f"add_items: row {number}: expected a non-null item_id and a string text, found {row!r}")
-        item_id = row["item_id"]
-        if isinstance(item_id, float) and item_id.is_integer():
-            item_id = int(item_id)  # 12.0 from a pandas column is the catalogue's "12"
-        rows.append((str(item_id).strip(), row["text"]))
+        if not isinstance(row["text"], str):
+            raise ValueError(f"add_items: row {number}: expected a string text, found {row!r}")
+        try:
+            # The catalogue's own rule: 12.0 from a pandas column, "12" and " 12 " are all "12".
+            item_id = normalize_item_id(row["item_id"])
+        except TypeError:
+            raise ValueError(f"add_items: row {number}: expected a string or integer item_id, found {row!r}") from None
+        rows.append((item_id, row["text"]))
     return rows
 
 
@@ -348,3 +344,32 @@ def local_checkpoint_dir(name_or_path: str | os.PathLike, **kwargs: Any) -> Path
 
     hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
     return Path(snapshot_download(str(name_or_path), **hub_kwargs))
+
+
+def checkpoint_revision(directory: str | os.PathLike) -> tuple[str, str]:
+    """``(revision, source)`` of the checkpoint in a local ``directory``, to tell two checkpoints apart.
+
+    A Hub snapshot folder (``.../snapshots/<commit>``, what :func:`local_checkpoint_dir` returns for a
+    Hub id) is ``("<commit>", "hub-commit")``; any other directory is ``("<sha256>", "sha256-of-files")``,
+    the first 16 hex digits of a SHA-256 over the names and bytes of every file that changes what the
+    model recommends: ``config.json``, the catalogue, the popularity counts (``fallback="popular"``),
+    the adapter config and every ``*.safetensors`` (weights, item table, item text tokens), not the
+    model card. Two directories get the same revision exactly when they hold the same such files.
+    """
+    import hashlib
+
+    directory = Path(directory)
+    if directory.parent.name == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", directory.name):
+        return directory.name, "hub-commit"
+    names = sorted({*(p.name for p in directory.glob("*.safetensors")), "config.json", CATALOG_FILE, POPULARITY_FILE, ADAPTER_CONFIG_FILE})
+    digest = hashlib.sha256()
+    for name in names:
+        path = directory / name
+        if not path.is_file():
+            continue
+        digest.update(name.encode() + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16], "sha256-of-files"

@@ -62,7 +62,7 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
-from .explain import DEFAULT_BASELINE, DEFAULT_IG_STEPS, DEFAULT_METHOD, explain_parameters, explanation_records
+from .explain import DEFAULT_BASELINE, DEFAULT_IG_STEPS, DEFAULT_METHOD, explain_parameters, explanation_records, pad_histories
 from .explain import explain as explain_items
 from .precision import check_precision, prepare_for_inference
 
@@ -291,10 +291,7 @@ class NextItemPipeline(Pipeline):
         batch_size = batch_size or self._batch_size or DEFAULT_BATCH_SIZE
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
-        preprocess_params = {**self._preprocess_params, **preprocess_params}
-        forward_params = {**self._forward_params, **forward_params}
-        postprocess_params = {**self._postprocess_params, **postprocess_params}
+        preprocess_params, forward_params, postprocess_params = self.with_defaults(*self._sanitize_parameters(**kwargs))
         pending: list[dict] = []
         for item in inputs:
             if not isinstance(item, dict):
@@ -305,6 +302,14 @@ class NextItemPipeline(Pipeline):
                 pending = []
         if pending:
             yield from self._score_batch(pending, forward_params, postprocess_params)
+
+    def with_defaults(self, preprocess: dict, forward: dict, postprocess: dict) -> tuple[dict, dict, dict]:
+        """The parameters of a call (from ``_sanitize_parameters``) over those given when the pipeline was built."""
+        return (
+            {**self._preprocess_params, **preprocess},
+            {**self._forward_params, **forward},
+            {**self._postprocess_params, **postprocess},
+        )
 
     def _score_batch(self, records: list[dict], forward_params: dict, postprocess_params: dict) -> Iterator[list[dict]]:
         outputs = self.forward(_collate(records), **forward_params)
@@ -348,7 +353,7 @@ class NextItemPipeline(Pipeline):
             if fallback == "popular":
                 return {"input_item_ids": [[]], "seen": [[]], "popular": [True]}
             if not values:
-                raise ValueError(f'the history is empty; pass at least one item, or fallback="popular" for a cold-start user')
+                raise ValueError('the history is empty; pass at least one item, or fallback="popular" for a cold-start user')
             raise ValueError(
                 f"none of the {len(values)} history items is in the catalogue of {len(self.catalog)} items "
                 f"(e.g. {_quote(unknown[:5])}); pass fallback=\"popular\" to recommend popular items instead"
@@ -396,7 +401,7 @@ class NextItemPipeline(Pipeline):
                 self._popularity = _popularity_of(self.model, self.model.config.num_items)
             scores[popular] = self._popularity
         if not popular.all():
-            ids, mask = _pad([h for h, p in zip(histories, popular.tolist()) if not p], self.device)
+            ids, mask = pad_histories([h for h, p in zip(histories, popular.tolist()) if not p], self.device)
             logits = self.model(input_item_ids=ids, attention_mask=mask, return_logits=True).logits
             scores[~popular] = logits.float().cpu()
         return {"scores": scores, "seen": model_inputs["seen"], "popular": popular, "input_item_ids": histories}
@@ -457,17 +462,6 @@ class NextItemPipeline(Pipeline):
 def _collate(records: list[dict]) -> dict[str, list]:
     """Concatenate batches of one (from ``preprocess``) into one batch."""
     return {key: [value for record in records for value in record[key]] for key in ("input_item_ids", "seen", "popular")}
-
-
-def _pad(histories: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and attention mask (the model scores from the last real position)."""
-    length = max(len(h) for h in histories)
-    ids = torch.zeros(len(histories), length, dtype=torch.long)
-    mask = torch.zeros(len(histories), length, dtype=torch.long)
-    for row, history in enumerate(histories):
-        ids[row, : len(history)] = torch.tensor(history, dtype=torch.long)
-        mask[row, : len(history)] = 1
-    return ids.to(device), mask.to(device)
 
 
 def _in_time_order(values: list[object], timestamps: object) -> list[object]:

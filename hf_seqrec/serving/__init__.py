@@ -4,7 +4,8 @@ Needs the ``serve`` extra (``pip install "hf_seqrec[serve]"``: fastapi, uvicorn,
 ``python scripts/serve.py --model CHECKPOINT`` runs it; `create_app` builds the app for other servers.
 """
 
-from .app import create_app, load_pipeline
+from ..inference.loading import load_pipeline
+from .app import create_app
 from .batching import MicroBatcher, Overloaded
 from .engine import RecommendEngine, RecommendJob
 

@@ -23,15 +23,15 @@ Concurrent requests are batched into shared forward passes (`hf_seqrec.serving.b
 import contextlib
 import logging
 import math
-import os
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..pipelines.precision import PRECISIONS
+from ..inference.loading import load_pipeline
+from ..pipelines.precision import inference_precision
 from .auth import api_key_dependency
 from .batching import MicroBatcher, Overloaded
 from .engine import JobResult, RecommendEngine, RecommendJob
@@ -45,25 +45,6 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_WAIT_MS = 5.0
 DEFAULT_MAX_INPUTS = 64
 DEFAULT_MAX_PENDING = 1024
-
-
-def load_pipeline(model: Union[str, os.PathLike, Any], *, precision: Optional[str] = None, device: Any = None) -> Any:
-    """`pipeline("next-item")` for a checkpoint directory, a Hub id or a loaded `SeqRecForNextItem`.
-
-    ``precision`` ("fp32", "bf16" or "int8") is passed to the pipeline only when given, so the
-    pipeline's own default applies otherwise.
-    """
-    import hf_seqrec  # noqa: F401  (registers the "next-item" task)
-    from transformers import pipeline
-
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
-    options: dict[str, Any] = {}
-    if precision is not None:
-        options["precision"] = precision
-    if device is not None:
-        options["device"] = device
-    return pipeline("next-item", model=str(model) if isinstance(model, (str, os.PathLike)) else model, **options)
 
 
 def create_app(
@@ -111,7 +92,7 @@ def create_app(
         "revision": revision,
         "revision_source": revision_source,
         "backbone": str(getattr(pipe.model.config, "backbone_name_or_path", "")),
-        "precision": precision or str(getattr(pipe, "precision", None) or _dtype_name(pipe.model)),
+        "precision": inference_precision(pipe.model),
     }
     metrics = ServiceMetrics(info)
     engine = RecommendEngine(pipe, max_batch_size=max_batch_size, on_forward=metrics.batch_size.observe)
@@ -204,10 +185,3 @@ def _finite(recommendations: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if isinstance(score, float) and not math.isfinite(score):
             recommendation["score"] = None
     return recommendations
-
-
-def _dtype_name(model: Any) -> str:
-    try:
-        return str(next(model.parameters()).dtype).replace("torch.", "")
-    except (StopIteration, AttributeError, TypeError):
-        return "unknown"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 Job = TypeVar("Job")
@@ -37,7 +37,6 @@ class BatchStats:
 
     batches: int = 0
     jobs: int = 0
-    sizes: list[int] = field(default_factory=list)
 
 
 class MicroBatcher(Generic[Job, Result]):
@@ -142,7 +141,6 @@ class MicroBatcher(Generic[Job, Result]):
                 continue
             self.stats.batches += 1
             self.stats.jobs += len(jobs)
-            self.stats.sizes.append(sum(p.size for p in jobs))
             try:
                 results = await loop.run_in_executor(self._executor, self.process, [p.job for p in jobs])
                 if len(results) != len(jobs):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .app import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_INPUTS, DEFAULT_MAX_PENDING, PRECISIONS
+from ..pipelines.precision import PRECISIONS
+from .app import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_INPUTS, DEFAULT_MAX_PENDING
 
 
 def build_parser() -> argparse.ArgumentParser:

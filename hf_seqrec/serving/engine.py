@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-PREPROCESS_FIELDS = ("history", "history_text", "timestamps")
+from ..pipelines.next_item import _collate
 
 
 @dataclass
@@ -73,9 +73,6 @@ class RecommendEngine:
         self.on_forward = on_forward  # called with the number of histories of each forward pass
         self.forward_passes = 0
 
-    def __call__(self, jobs: Sequence[RecommendJob]) -> list[JobResult]:
-        return self.run(jobs)
-
     def run(self, jobs: Sequence[RecommendJob]) -> list[JobResult]:
         results = [JobResult() for _ in jobs]
         prepared: list[_Prepared] = []
@@ -103,10 +100,7 @@ class RecommendEngine:
             except (TypeError, ValueError) as error:
                 raise RequestError(_parameter_field(error, job.params), str(error), _kind(error)) from None
         result.parameter_warnings = [self._describe(w, ("candidates",), job.params.get("candidates")) for w in caught]
-        # Parameters given when the pipeline was built are defaults, as in a direct call.
-        pre = {**getattr(pipe, "_preprocess_params", {}), **pre}
-        forward = {**getattr(pipe, "_forward_params", {}), **forward}
-        post = {**getattr(pipe, "_postprocess_params", {}), **post}
+        pre, forward, post = pipe.with_defaults(pre, forward, post)  # parameters given when the pipeline was built
         prepared = []
         result.recommendations = [[] for _ in job.histories]
         result.warnings = [[] for _ in job.histories]
@@ -170,11 +164,6 @@ class _Recorder(warnings.catch_warnings):
         caught = super().__enter__()
         warnings.simplefilter("always")
         return caught
-
-
-def _collate(records: list[dict[str, list]]) -> dict[str, list]:
-    """Concatenate the pipeline's preprocessed batches of one into one batch (as its own batching does)."""
-    return {key: [value for record in records for value in record[key]] for key in records[0]}
 
 
 def _key(params: dict[str, Any]) -> str:

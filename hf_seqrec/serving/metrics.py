@@ -9,27 +9,23 @@ Each app has its own registry (two apps in one process, as in tests, do not shar
 - ``seqrec_model_info{name,revision,revision_source,backbone,precision}``: always 1, names the model.
 
 The revision is the Hub commit when the checkpoint came from the Hub (its snapshot folder is named
-after the commit), else a SHA-256 over the checkpoint's config, catalogue and weight files, so two
+after the commit), else a SHA-256 over the checkpoint's files that change its recommendations
+(`hf_seqrec.modeling.checkpoint_format.checkpoint_revision`, as the batch job's resume check), so two
 servers report the same revision exactly when they load the same files.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 
-from ..modeling.checkpoint_format import ADAPTER_CONFIG_FILE, CATALOG_FILE, POPULARITY_FILE
+from ..modeling.checkpoint_format import checkpoint_revision
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-# What identifies a checkpoint's behaviour: its config, item catalogue and weights (not its model card).
-REVISION_FILES = ("config.json", CATALOG_FILE, POPULARITY_FILE, ADAPTER_CONFIG_FILE)
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class ServiceMetrics:
@@ -89,34 +85,15 @@ class MetricsMiddleware:
 
 
 def model_revision(model: Any) -> tuple[str, str]:
-    """``(revision, source)`` of a loaded model: ``("<commit>", "hub-commit")``, ``("<sha256>", "sha256-of-files")``
-    or ``("unknown", "none")`` for a model that was not loaded from a checkpoint.
+    """``(revision, source)`` of a loaded model (see `checkpoint_revision`), or ``("unknown", "none")`` for a
+    model that was not loaded from a checkpoint.
 
     The checkpoint directory is the model's ``name_or_path``: ``from_pretrained`` sets it to the local
     directory it read (a Hub repo's snapshot folder, named after the commit)."""
     directory = getattr(model, "name_or_path", None)
     if not directory:
         return "unknown", "none"
-    directory = Path(directory)
-    if directory.parent.name == "snapshots" and _COMMIT.match(directory.name):
-        return directory.name, "hub-commit"
-    return files_digest(directory), "sha256-of-files"
-
-
-def files_digest(directory: Path) -> str:
-    """SHA-256 (first 16 hex digits) over the names and bytes of the files that define a checkpoint."""
-    files = sorted({*(p.name for p in directory.glob("*.safetensors")), *REVISION_FILES})
-    digest = hashlib.sha256()
-    for name in files:
-        path = directory / name
-        if not path.is_file():
-            continue
-        digest.update(name.encode() + b"\0")
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
+    return checkpoint_revision(directory)
 
 
 def model_name(model: Any) -> str:
