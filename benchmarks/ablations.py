@@ -216,8 +216,9 @@ def _other_benchmarks() -> list[str]:
             f"{grouped_row['padding_fraction']:.1%} of computed positions, epoch time {data['epoch_speedup']:.2f}x shorter."
         )
     lines.append(
-        "- **bf16 autocast vs fp32** (`throughput-notes.md`, seed 42, 2 epochs, random batches): test NDCG@10 0.0539 (fp32) → "
-        "0.0641 (bf16), HR@10 0.1071 → 0.1304; training 1064 s → 773 s."
+        "- **bf16 autocast vs fp32** (quoted from `benchmarks/results/throughput-notes.md`, which is written by hand; not "
+        "computed by this script; seed 42, 2 epochs, random batches): test NDCG@10 0.0539 (fp32) → 0.0641 (bf16), "
+        "HR@10 0.1071 → 0.1304; training 1064 s → 773 s."
     )
     return lines
 
@@ -257,7 +258,7 @@ def render_study(name: str, rows: list[dict[str, Any]], notes: list[str]) -> lis
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)} (`python benchmarks/ablations.py --study {name} --variants {','.join(missing)}`)."]
     if notes:
-        lines += ["", *(f"- {note}" for note in notes)]
+        lines += ["", "Notes (written by hand in ablations.json, not computed by this script):", "", *(f"- {note}" for note in notes)]
     lines += ["", "Commands:", ""] + [f"- {r['variant']}: `{r['command']}`" for r in rows]
     return lines + [""]
 
@@ -314,8 +315,23 @@ def main(argv: list[str] | None = None) -> int:
         current["rows"] = [rows[name] for name in study.variants if name in rows]
         _write(results_dir, studies, argv)
     current["rows"] = [rows[name] for name in study.variants if name in rows]
+    for name, study_results in studies.items():
+        for row in study_results["rows"]:
+            row["command"] = current_command(name, row)
     _write(results_dir, studies, argv)
     return 0
+
+
+def current_command(study: str, row: dict[str, Any]) -> str:
+    """The command this script runs for the row's variant and run directory, every option written out.
+
+    A row keeps the command of today's script rather than the one it was run with: older rows recorded only
+    the options their base changed on top of configs/cpu.yaml, which no longer reproduce them once the
+    config file changes. Every option is pinned, so this command gives the options the run used (a run from
+    before ``--backbone_layers`` kept all 30 layers, which is what ``--backbone_layers 30`` builds).
+    """
+    run_dir = Path(row["run_dir"]) if Path(row["run_dir"]).is_absolute() else REPO / row["run_dir"]
+    return shlex.join(relative_command(variant_command(study, row["variant"], run_dir)))
 
 
 def _write(results_dir: Path, studies: dict[str, dict[str, Any]], argv: list[str] | None) -> None:

@@ -33,10 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark_utils import REPO, load_average, run_header, write_results
+from benchmark_utils import DEFAULT_MODEL, REPO, RESULTS, load_average, run_header, write_results
 
-RESULTS = REPO / "benchmarks" / "results"
-DEFAULT_MODEL = REPO / "runs" / "ablations" / "convergence" / "base"
 SYNTHETIC_ITEMS = 20_000
 TOP_K = 100
 

@@ -20,13 +20,19 @@ from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = REPO / "scripts" / "finetune.py"
+RESULTS = REPO / "benchmarks" / "results"
+# The LM the deployment benchmarks load by default: the 8-layer CPU default as the convergence study trained it.
+DEFAULT_MODEL = REPO / "runs" / "ablations" / "convergence" / "base"
 
 
 # ----------------------------------------------------------------------------- finetune runs
 def finetune_command(config_file: str | None, options: dict[str, Any]) -> list[str]:
     """``scripts/finetune.py`` with ``config_file`` (relative to the repository) and ``options`` in their order.
 
-    Every option is written out, so a recorded command reproduces the run whatever the config file later says.
+    Only ``options`` are written out; everything else comes from the config file as it is when the command
+    runs. A recorded command reproduces its run after the config file changes only if ``options`` pin every
+    setting that matters, as the ablation studies do; the quality and cold-start benchmarks pass a config
+    file plus a few options, so theirs follow the config file.
     """
     command = [sys.executable, str(FINETUNE)]
     if config_file:
@@ -190,6 +196,15 @@ def load_results(path: Path) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     return {"rows": []}
+
+
+def mean_cell(stat: dict[str, Any] | None, digits: int = 4) -> str:
+    """A table cell for a ``{"mean", "ci95_half_width"}`` summary: ``mean ± half-width``, the mean alone
+    without an interval (one seed), and "—" without a summary."""
+    if not stat:
+        return "—"
+    half = stat.get("ci95_half_width")
+    return f"{stat['mean']:.{digits}f}" + (f" ± {half:.{digits}f}" if half is not None else "")
 
 
 def write_results(output: Path, result: dict[str, Any], markdown: str) -> None:

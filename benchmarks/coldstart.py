@@ -51,8 +51,8 @@ from typing import Any
 import yaml
 
 from benchmark_utils import (
-    REPO, command_line, display_path, finetune_command, load_results, machine_summary, relative_command, run_logged,
-    t_interval, utc_now, write_results,
+    REPO, command_line, display_path, finetune_command, load_results, machine_summary, mean_cell, relative_command,
+    run_logged, t_interval, utc_now, write_results,
 )
 
 COLD_FRACTION = 0.1
@@ -161,11 +161,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _cell(stat: dict[str, Any]) -> str:
-    half = stat.get("ci95_half_width")
-    return f"{stat['mean']:.4f}" + (f" ± {half:.4f}" if half is not None else "")
-
-
 def render_markdown(results: dict[str, Any]) -> str:
     summary = results["summary"]
     lines = [
@@ -185,9 +180,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     ]
     for model, entry in summary["models"].items():
         lines.append(
-            f"| {model} | {entry['n_seeds']} ({', '.join(map(str, entry['seeds']))}) | {_cell(entry['cold_hr@10'])} | "
-            f"{_cell(entry['warm_hr@10'])} | {_cell(entry['cold_ndcg@10'])} | {_cell(entry['warm_ndcg@10'])} | "
-            f"{_cell(entry['cold_mrr'])} | {_cell(entry['warm_mrr'])} | {_cell(entry['ndcg@10'])} | {entry['n_cold_users']['mean']:.0f} / {entry['n_warm_users']['mean']:.0f} |"
+            f"| {model} | {entry['n_seeds']} ({', '.join(map(str, entry['seeds']))}) | {mean_cell(entry['cold_hr@10'])} | "
+            f"{mean_cell(entry['warm_hr@10'])} | {mean_cell(entry['cold_ndcg@10'])} | {mean_cell(entry['warm_ndcg@10'])} | "
+            f"{mean_cell(entry['cold_mrr'])} | {mean_cell(entry['warm_mrr'])} | {mean_cell(entry['ndcg@10'])} | {entry['n_cold_users']['mean']:.0f} / {entry['n_warm_users']['mean']:.0f} |"
         )
     lines.append("")
     for target in summary.get("targets", []):

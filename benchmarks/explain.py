@@ -36,9 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark_utils import load_average, run_header, write_results
+from benchmark_utils import RESULTS, load_average, run_header, write_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = Path(__file__).resolve().parents[1] / "runs"
 CHECKPOINTS = {
     "smollm2-lora": RUNS / "ablations" / "convergence" / "base",

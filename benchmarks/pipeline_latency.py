@@ -27,9 +27,8 @@ from pathlib import Path
 
 import torch
 
-from benchmark_utils import interleaved, load_average, percentile, run_header, timed, write_results
+from benchmark_utils import RESULTS, interleaved, load_average, percentile, run_header, timed, write_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 HISTORY_LENGTH = 50
 BATCH = 64
 TARGET_P50_MS = 50.0

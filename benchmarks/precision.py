@@ -31,11 +31,9 @@ from pathlib import Path
 
 import torch
 
-from benchmark_utils import interleaved, load_average, percentile, run_header, write_results
+from benchmark_utils import DEFAULT_MODEL, RESULTS, interleaved, load_average, percentile, run_header, write_results
 from hf_seqrec.pipelines.precision import INT8_KEEP_FP32
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "runs" / "ablations" / "convergence" / "base"
 VARIANTS = ("fp32", "fp32-merged", "bf16", "int8", "int8-all")
 TARGET_SPEEDUP = 1.5
 TARGET_MAX_RELATIVE_NDCG_LOSS = 0.01

@@ -37,8 +37,8 @@ import numpy as np
 import yaml
 
 from benchmark_utils import (
-    REPO, command_line, display_path, finetune_command, load_results, machine_summary, relative_command, run_logged,
-    t_interval, utc_now,
+    REPO, command_line, display_path, finetune_command, load_results, machine_summary, mean_cell, relative_command,
+    run_logged, t_interval, utc_now,
 )
 
 TEST_RANKS_FILE = "test_ranks.json"  # hf_seqrec.training.trainer.TEST_RANKS_FILE (not imported: no torch needed here)
@@ -367,14 +367,6 @@ def paired_tests(rows: list[dict[str, Any]], n_resamples: int = PAIRED_RESAMPLES
     return tests
 
 
-def _cell(stat: dict[str, Any] | None, digits: int = 4) -> str:
-    if not stat:
-        return "—"
-    if stat["ci95_half_width"] is None:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['ci95_half_width']:.{digits}f}"
-
-
 def render_markdown(results: dict[str, Any]) -> str:
     summary = results["summary"]
     rows = results["rows"]
@@ -398,10 +390,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, entry in summary["models"].items():
-        cells = [_cell(entry.get(name)) for name in METRICS]
+        cells = [mean_cell(entry.get(name)) for name in METRICS]
         lines.append(
             f"| {model} | {entry['n_seeds']} ({', '.join(map(str, entry['seeds']))}) | {' | '.join(cells)} | "
-            f"{_cell(entry.get('train_seconds'), 0)} | {_cell(entry.get('peak_rss_mb'), 0)} |"
+            f"{mean_cell(entry.get('train_seconds'), 0)} | {mean_cell(entry.get('peak_rss_mb'), 0)} |"
         )
     if "popularity" in summary["models"]:
         lines.append("")

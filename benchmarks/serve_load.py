@@ -30,10 +30,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmark_utils import REPO, load_average, percentile, run_header, write_results
+from benchmark_utils import DEFAULT_MODEL, REPO, RESULTS, load_average, percentile, run_header, write_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_MODEL = REPO / "runs" / "ablations" / "convergence" / "base"
 TARGET_RATIO = 3.0
 TOP_K = 10
 

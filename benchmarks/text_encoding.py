@@ -25,9 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmark_utils import command_line, machine_summary, utc_now, write_results
+from benchmark_utils import RESULTS, command_line, machine_summary, utc_now, write_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PROFILE_ITEMS = 10
 BACKBONE_LAYERS = 8
 PROMPT = 'This item: "{text}" means in one word: "'
@@ -38,7 +37,7 @@ ENCODERS: dict[str, tuple[str, dict]] = {
     "last-token-8": ("the 8 backbone layers read the text; last state", {"item_text_encoder": "last-token"}),
     "last-token-prompt-8": (f"the 8 backbone layers read the text in the prompt `{PROMPT}`; last state", {"item_text_encoder": "last-token", "item_text_prompt": PROMPT}),
     "mean-pooled-30": ("all 30 pretrained layers read the text; final states averaged", {"item_text_encoder": "mean-pooled", "item_text_encoder_layers": 30}),
-    "last-token-prompt-30": (f"all 30 pretrained layers read the text in the prompt; last state", {"item_text_encoder": "last-token", "item_text_prompt": PROMPT, "item_text_encoder_layers": 30}),
+    "last-token-prompt-30": ("all 30 pretrained layers read the text in the prompt; last state", {"item_text_encoder": "last-token", "item_text_prompt": PROMPT, "item_text_encoder_layers": 30}),
 }
 
 
