@@ -21,7 +21,7 @@ from hf_seqrec.pipelines.explain import (
     occlusion,
     reference_scores,
 )
-from testing_utils import numbered_catalog, run_in_fresh_process, save_tiny_lm_checkpoint
+from testing_utils import history_logits, numbered_catalog, run_in_fresh_process, save_tiny_lm_checkpoint
 
 MAX_LEN = 8
 HISTORY = ["3", "17", "8", "25", "11"]
@@ -32,14 +32,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A tiny Llama with a non-trivial LoRA adapter, saved with its code and popularity counts; `recommend`
-    (conftest.py) is its pipeline."""
+    """A tiny Llama with a non-trivial LoRA adapter, saved with its code and popularity counts; `model` and
+    `recommend` (conftest.py) are its model and pipeline."""
     return save_tiny_lm_checkpoint(tmp_path_factory.mktemp("lm"), numbered_catalog(30), max_len=MAX_LEN, popularity=[[0, 1, 1, 2]])
-
-
-@pytest.fixture(scope="module")
-def lm(checkpoint):
-    return SeqRecForNextItem.from_pretrained(checkpoint)
 
 
 def _baseline_model(name: str) -> SeqRecForNextItem:
@@ -55,25 +50,20 @@ def _rows(model, ids):
     return [model.item_catalog.index(i) for i in ids]
 
 
-def _score(model, rows, item):
-    with torch.no_grad():
-        return model(torch.tensor([rows]), return_logits=True).logits[0, item].item()
-
-
 def _score_embeds(model, embeds, item):
     with torch.no_grad():
         return model(inputs_embeds=embeds.unsqueeze(0), return_logits=True).logits[0, item].item()
 
 
 # ----------------------------------------------------------------------------- the model's hook
-def test_forward_from_input_vectors_gives_the_same_scores_as_from_ids(lm):
-    ids = torch.tensor([_rows(lm, HISTORY)])
+def test_forward_from_input_vectors_gives_the_same_scores_as_from_ids(model):
+    ids = torch.tensor([_rows(model, HISTORY)])
     with torch.no_grad():
-        from_ids = lm(ids, return_logits=True).logits
-        from_vectors = lm(inputs_embeds=lm.get_input_embeddings()(ids), return_logits=True).logits
+        from_ids = model(ids, return_logits=True).logits
+        from_vectors = model(inputs_embeds=model.get_input_embeddings()(ids), return_logits=True).logits
     torch.testing.assert_close(from_vectors, from_ids)
     with pytest.raises(ValueError, match="exactly one of input_item_ids and inputs_embeds"):
-        lm(ids, inputs_embeds=lm.get_input_embeddings()(ids))
+        model(ids, inputs_embeds=model.get_input_embeddings()(ids))
 
 
 # ----------------------------------------------------------------------------- pipeline output
@@ -95,16 +85,16 @@ def test_every_recommendation_carries_a_sorted_explanation_of_the_history(recomm
         assert max(abs(c) for c in contributions) > 1e-4  # a real explanation, not zeros
 
 
-def test_occlusion_is_the_score_drop_when_each_item_is_removed(recommend, lm):
+def test_occlusion_is_the_score_drop_when_each_item_is_removed(recommend, model):
     results = recommend({"history": HISTORY}, top_k=2, explain=True)
-    rows = _rows(lm, HISTORY)
+    rows = _rows(model, HISTORY)
     for result in results:
-        item = lm.item_catalog.index(result["item_id"])
-        full = _score(lm, rows, item)
+        item = model.item_catalog.index(result["item_id"])
+        full = history_logits(model, rows)[item].item()
         assert result["score"] == pytest.approx(full, abs=1e-5)  # the score the pipeline ranked by
         for entry in result["explanation"]:
             position = entry["position"]
-            without = _score(lm, rows[:position] + rows[position + 1 :], item)  # one history at a time, unpadded
+            without = history_logits(model, rows[:position] + rows[position + 1 :])[item].item()  # one history at a time, unpadded
             assert entry["contribution"] == pytest.approx(full - without, abs=1e-5)
 
 
@@ -138,17 +128,16 @@ def test_bad_explain_parameters_are_refused(recommend):
 
 # ----------------------------------------------------------------------------- what the numbers mean
 @pytest.mark.parametrize(("backbone", "baseline"), [("lm", "mean"), ("sasrec", "mean"), ("gru4rec", "zeros")])
-def test_a_one_item_history_is_explained_against_the_empty_history(lm, backbone, baseline):
+def test_a_one_item_history_is_explained_against_the_empty_history(model, backbone, baseline):
     """Occlusion: full score minus the empty history's (one position holding the baseline vector).
     Integrated gradients from the same baseline must reach the same number: both are
     score(item) - score(baseline), one exactly, the other through completeness. (Zero vectors are
     no baseline for the normalised backbones: see explain.py.)"""
-    lm = lm if backbone == "lm" else _baseline_model(backbone)
+    lm = model if backbone == "lm" else _baseline_model(backbone)
     row, items = lm.item_catalog.index("12"), [0, 5, 29]
-    expected = [_score(lm, [row], item) - _score_embeds(lm, baseline_vector(lm, baseline).view(1, -1), item) for item in items]
-    assert reference_scores(lm, baseline)[items].tolist() == pytest.approx(
-        [_score_embeds(lm, baseline_vector(lm, baseline).view(1, -1), item) for item in items], abs=1e-6
-    )
+    empty = [_score_embeds(lm, baseline_vector(lm, baseline).view(1, -1), item) for item in items]
+    expected = [history_logits(lm, [row])[item].item() - score for item, score in zip(items, empty)]
+    assert reference_scores(lm, baseline)[items].tolist() == pytest.approx(empty, abs=1e-6)
     assert occlusion(lm, [row], items, baseline=baseline)[:, 0].tolist() == pytest.approx(expected, abs=1e-5)
     ig, delta = integrated_gradients(lm, [row], items, baseline=baseline, n_steps=64, return_convergence_delta=True)
     assert ig[:, 0].tolist() == pytest.approx(expected, abs=2e-2 * max(abs(e) for e in expected))
@@ -156,14 +145,15 @@ def test_a_one_item_history_is_explained_against_the_empty_history(lm, backbone,
 
 
 @pytest.mark.parametrize("backbone", ["lm", "sasrec", "gru4rec"])
-def test_integrated_gradients_add_up_to_the_score_difference_from_the_baseline(lm, backbone):
+def test_integrated_gradients_add_up_to_the_score_difference_from_the_baseline(model, backbone):
     """Completeness: sum of contributions = score(history) - score(baseline vector at every position)."""
-    model = lm if backbone == "lm" else _baseline_model(backbone)
+    if backbone != "lm":
+        model = _baseline_model(backbone)
     rows, items = _rows(model, HISTORY), [2, 19]
     ig = integrated_gradients(model, rows, items, n_steps=64)
     baseline = baseline_vector(model, "mean").expand(len(rows), -1)
     for contributions, item in zip(ig, items):
-        difference = _score(model, rows, item) - _score_embeds(model, baseline, item)
+        difference = history_logits(model, rows)[item].item() - _score_embeds(model, baseline, item)
         assert abs(difference) > 1e-3
         assert contributions.sum().item() == pytest.approx(difference, abs=1e-2 * abs(difference) + 1e-4)
 
@@ -209,7 +199,9 @@ def test_explanations_of_a_baseline_checkpoint_through_the_pipeline(tmp_path):
     rows = _rows(loaded, HISTORY)
     occluded = recommend({"history": HISTORY}, top_k=1, explain=True)[0]["explanation"]
     last = next(e for e in occluded if e["position"] == len(HISTORY) - 1)
-    assert last["contribution"] == pytest.approx(_score(loaded, rows, item) - _score(loaded, rows[:-1], item), abs=1e-5)
+    assert last["contribution"] == pytest.approx(
+        history_logits(loaded, rows)[item].item() - history_logits(loaded, rows[:-1])[item].item(), abs=1e-5
+    )
 
 
 def test_integrated_gradients_refuse_an_int8_pipeline_and_occlusion_still_works(checkpoint):
@@ -248,6 +240,7 @@ def test_explanations_with_trust_remote_code_in_a_process_without_hf_seqrec(chec
     assert out["hf_seqrec"] == [] and out["modules"][0].startswith("transformers_modules.")
     for key, method in (("occlusion", "occlusion"), ("ig", "integrated_gradients")):
         want = recommend({"history": HISTORY}, top_k=2, explain=True, explain_method=method)
+        assert len(out[key]) == len(want) == 2
         for got_result, want_result in zip(out[key], want):
             assert got_result["item_id"] == want_result["item_id"]
             got = [(e["item_id"], e["position"]) for e in got_result["explanation"]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,9 +19,8 @@ from hf_seqrec import SeqRecConfig, SeqRecForNextItem
 from hf_seqrec.hub.model_card import _data_section
 from hf_seqrec.modeling.text_inputs import ITEM_TEXT_TOKENS_FILE, ItemTextInputs, tokenize_item_texts
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
-from testing_utils import finetune_metrics, run_in_fresh_process
+from testing_utils import REPO, finetune_metrics, run_in_fresh_process
 
-REPO = Path(__file__).resolve().parents[1]
 N_TEXT_ITEMS = 2
 MAX_TOKENS = 5
 

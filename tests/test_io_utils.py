@@ -20,8 +20,7 @@ from hf_seqrec.io_utils import (
     write_json_atomic,
     write_text_atomic,
 )
-
-REPO = Path(__file__).resolve().parents[1]
+from testing_utils import REPO
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -82,8 +81,10 @@ def test_a_process_killed_mid_write_leaves_the_old_file(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert done.returncode == 9
     assert path.read_text() == "old"
-    # What a kill leaves behind is a hidden temporary file, never a torn target.
-    assert all(name.startswith(".metrics.json.") and name.endswith(".tmp") for name in _leftovers(tmp_path))
+    # What a kill leaves behind is one hidden temporary file holding the torn write, never a torn target.
+    (leftover,) = _leftovers(tmp_path)
+    assert leftover.startswith(".metrics.json.") and leftover.endswith(".tmp")
+    assert (tmp_path / leftover).read_text() == "new but torn"
 
 
 def test_atomic_files_get_ordinary_permissions(tmp_path):

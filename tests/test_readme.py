@@ -18,9 +18,8 @@ import pytest
 
 from hf_seqrec.cli import finetune_main
 from hf_seqrec.training.config import FinetuneConfig
-from testing_utils import script_env
+from testing_utils import REPO, script_env
 
-REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 SCRIPT = re.compile(r"(scripts/\w+\.py)")
 # Snippets that need a checkpoint trained with the text tower (runs/smollm2-text-tower); the text
