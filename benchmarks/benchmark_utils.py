@@ -8,6 +8,7 @@ the JSON starts without it.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shlex
@@ -213,3 +214,48 @@ def write_results(output: Path, result: dict[str, Any], markdown: str) -> None:
 
     write_json_atomic(output.with_suffix(".json"), result)
     write_text_atomic(output.with_suffix(".md"), markdown)
+
+
+# ----------------------------------------------------------------------------- quality by target popularity
+# Test targets grouped by how often they occur in the training split: where a model wins or loses the long tail.
+POPULARITY_BUCKETS = (("≥ 100", 100, None), ("20–99", 20, 100), ("< 20", 0, 20))
+_TARGET_COUNTS: dict[str, int] = {}
+
+
+def target_train_counts() -> dict[str, int]:
+    """Test user id -> how often that user's test target occurs in the training split (MovieLens-100K, the default data).
+
+    The same for every model: every run splits the built-in data the same way. Read once through hf_seqrec's own
+    data preparation (imports torch), so a report without per-run counts can still be broken down.
+    """
+    if not _TARGET_COUNTS:
+        import numpy as np
+
+        from hf_seqrec.data.prepare import DataConfig, prepare_data
+
+        splits = prepare_data(DataConfig()).splits
+        counts = np.bincount(np.concatenate([np.asarray(items, dtype=np.int64) for items in splits["train"]["items"]]))
+        counts = np.pad(counts, (0, max(0, max(splits["test"]["target"]) + 1 - counts.size)))
+        _TARGET_COUNTS.update({str(user): int(counts[target]) for user, target in zip(splits["test"]["user_id"], splits["test"]["target"])})
+    return _TARGET_COUNTS
+
+
+def ndcg_by_target_popularity(user_ids: list[str], ranks: list[int]) -> dict[str, dict[str, float]]:
+    """Test NDCG@10 per popularity bucket of the test target: ``{bucket: {"n_users", "ndcg@10"}}``."""
+    counts = target_train_counts()
+    result = {}
+    for name, low, high in POPULARITY_BUCKETS:
+        gains = [
+            (1.0 / math.log2(rank + 1.0) if rank <= 10 else 0.0)
+            for user, rank in zip(user_ids, ranks)
+            if counts[str(user)] >= low and (high is None or counts[str(user)] < high)
+        ]
+        result[name] = {"n_users": len(gains), "ndcg@10": sum(gains) / len(gains) if gains else float("nan")}
+    return result
+
+
+def spearman(first: list[float], second: list[float]) -> float:
+    """Spearman's rank correlation of two equally long lists (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(first, second).statistic)

@@ -37,8 +37,8 @@ import numpy as np
 import yaml
 
 from benchmark_utils import (
-    REPO, command_line, display_path, finetune_command, load_results, machine_summary, mean_cell, relative_command,
-    run_logged, t_interval, utc_now,
+    POPULARITY_BUCKETS, REPO, command_line, display_path, finetune_command, load_results, machine_summary, mean_cell,
+    ndcg_by_target_popularity, relative_command, run_logged, t_interval, utc_now,
 )
 
 TEST_RANKS_FILE = "test_ranks.json"  # hf_seqrec.training.trainer.TEST_RANKS_FILE (not imported: no torch needed here)
@@ -413,6 +413,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(f"- **{lm_model} / {REFERENCE_MODEL} ratio of test NDCG@10: not available** (one of them has no rows yet).")
     lines.append("")
     lines += render_paired_tests(results.get("paired_tests", []))
+    lines += render_popularity_breakdown(rows)
     if summary["missing"]:
         lines += ["## Missing rows", ""]
         for item in summary["missing"]:
@@ -496,6 +497,36 @@ def render_paired_tests(tests: list[dict[str, Any]]) -> list[str]:
     if any(t["lacking_test_ranks"] for t in tests):
         lines += ["", f"Rows made before runs wrote `{TEST_RANKS_FILE}` have no per-user ranks; rerunning them adds them.", ""]
     return lines
+
+
+def render_popularity_breakdown(rows: list[dict[str, Any]]) -> list[str]:
+    """Test NDCG@10 by how often the test target occurs in training, per model (mean over its seeds with test ranks).
+
+    A mean over all users hides where a model wins and loses: most test targets are popular items, and a
+    model can match another on them while losing the rarer ones.
+    """
+    by_model: dict[str, list[dict[str, dict[str, float]]]] = {}
+    for row in rows:
+        if row.get("test_ranks") and not row.get("quick"):
+            by_model.setdefault(row["model"], []).append(ndcg_by_target_popularity(row["test_ranks"]["user_ids"], row["test_ranks"]["ranks"]))
+    if not by_model:
+        return []
+    names = [name for name, _, _ in POPULARITY_BUCKETS]
+    first = next(iter(by_model.values()))[0]
+    lines = [
+        "## By test-target popularity",
+        "",
+        "Test NDCG@10 of the users whose test target occurs ≥ 100, 20–99 or < 20 times in the training split "
+        f"({', '.join(name + ': ' + str(first[name]['n_users']) + ' users' for name in names)}), mean over the model's seeds that kept "
+        "per-user ranks.",
+        "",
+        "| model | seeds | " + " | ".join(names) + " |",
+        "|---|---|" + "---:|" * len(names),
+    ]
+    for model, breakdowns in by_model.items():
+        cells = [f"{sum(b[name]['ndcg@10'] for b in breakdowns) / len(breakdowns):.4f}" for name in names]
+        lines.append(f"| {model} | {len(breakdowns)} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def render_chart(results: dict[str, Any], path: Path) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Callable
 
+from .console import configure_console
 from .data.errors import DataValidationError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (DataValidationError, FileNotFoundError)
@@ -29,7 +29,8 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main`` and turn user mistakes into a clear message and exit status 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Libraries log at warning level, hf_seqrec at info; no progress bars unless stderr is a terminal.
+    configure_console()
     try:
         return main(argv)
     except _user_error_types() as error:
@@ -63,11 +64,15 @@ def serve() -> int:
 
 
 def finetune_main(argv: list[str] | None = None) -> int:
-    from .training.config import config_from_args
+    from .training.config import ConfigError, config_from_args
     from .training.trainer import train
 
     # Every option, data options included, is checked here: a bad one costs seconds, not a run.
     config = config_from_args(argv, description="Fine-tune a next-item recommender (LoRA on a pretrained LM) with accelerate.")
+    try:
+        configure_console(config.log_level)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     results = train(config)
     from accelerate import PartialState
 

@@ -186,3 +186,29 @@ def test_scores_stay_fp32_under_bf16_autocast(tiny_model):
         exact = last @ model.item_table.weight.float().T
     assert output.logits.dtype == torch.float32
     assert torch.allclose(output.logits, exact, rtol=0, atol=1e-5)
+
+
+def test_building_and_saving_a_lora_model_warns_nothing_and_looks_nothing_up(catalog, tmp_path, monkeypatch):
+    """The saved adapter config names a base model from_pretrained resolves, and saving never asks the Hub."""
+    import peft.utils.save_and_load
+    import warnings
+
+    from hf_seqrec.modeling.backbones import SMOLLM2_HUB_ID, adapter_base_model
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"saving looked up the Hub: {args}")
+
+    monkeypatch.setattr(peft.utils.save_and_load, "check_file_exists_on_hf_hub", no_hub)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, _ = SeqRecForNextItem.from_backbone("tiny-llama", catalog.texts, max_len=12)
+        for attempt in ("first", "second"):  # the second save is where the base model used to be the bare alias
+            model.save_pretrained(tmp_path / attempt)
+    assert [str(w.message) for w in caught] == []
+    adapter_config = json.loads((tmp_path / "second" / "seqrec_adapter_config.json").read_text())
+    assert (tmp_path / "second" / "adapter_config.json").exists() is False
+    base = adapter_config["base_model_name_or_path"]
+    assert base == adapter_base_model("tiny-llama") and AutoConfig.from_pretrained(base).model_type == "llama"
+    assert adapter_base_model("smollm2-135m") == SMOLLM2_HUB_ID
+    assert adapter_base_model("someone/their-lm") == "someone/their-lm"
+    assert SeqRecForNextItem.from_pretrained(tmp_path / "second").config.backbone_name_or_path == "tiny-llama"

@@ -16,7 +16,7 @@ from transformers import pipeline
 from transformers.dynamic_module_utils import get_imports, get_relative_imports
 from transformers.pipelines import PIPELINE_REGISTRY
 
-import hf_seqrec
+import hf_seqrec  # noqa: F401  (registers the "next-item" task)
 from hf_seqrec.data.catalog import ItemCatalog
 from hf_seqrec.pipelines import (
     AmbiguousItemWarning,

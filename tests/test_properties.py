@@ -85,7 +85,7 @@ def test_load_and_prepare_follow_the_protocol(log, file_format, items_format, it
 
         # Expected sequences: per user in order of first appearance, stable sort by time.
         sequences: dict[str, list[str]] = {}
-        for user, item, time, _ in sorted(log, key=lambda row: row[2]):  # sorted() is stable
+        for user, item, _time, _ in sorted(log, key=lambda row: row[2]):  # sorted() is stable
             sequences.setdefault(f"u{user}", []).append(str(item))
         first_seen = list(dict.fromkeys(f"u{user}" for user, *_ in log))
         evaluated = [user for user in first_seen if len(sequences[user]) >= 3]

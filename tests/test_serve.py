@@ -362,6 +362,86 @@ def test_a_failing_model_is_a_500_without_details(recommend, monkeypatch):
         assert 'status="500"' in client.get("/metrics").text
 
 
+# ----------------------------------------------------------------------------- limits: body size and time
+def _rejected(app, reason: str) -> float:
+    return app.state.metrics.registry.get_sample_value("seqrec_rejected_requests_total", {"reason": reason})
+
+
+def test_a_body_over_max_body_bytes_is_a_413_before_it_is_parsed(recommend):
+    app = create_app(recommend, max_body_bytes=200)
+    with TestClient(app) as client:
+        assert client.post("/recommend", json={"history": ["1", "2"]}).status_code == 200
+        # Not JSON at all: a parsed body would be a 422; an unread one is refused on its Content-Length.
+        response = client.post("/recommend", content=b"{" * 201, headers={"content-type": "application/json"})
+        assert response.status_code == 413
+        (detail,) = response.json()["detail"]
+        assert detail["loc"] == ["body"] and detail["type"] == "body_too_large"
+        assert "201 bytes" in detail["msg"] and "at most 200 bytes" in detail["msg"]
+        text = client.get("/metrics").text
+    assert 'seqrec_requests_total{method="POST",route="/recommend",status="413"} 1.0' in text
+    assert _rejected(app, "body_too_large") == 1 and _rejected(app, "timeout") == 0
+
+
+def test_a_chunked_body_is_cut_off_at_max_body_bytes(recommend):
+    """No Content-Length: the bytes are counted as they arrive, and reading stops at the limit."""
+    app = create_app(recommend, max_body_bytes=1000)
+    sent = []
+
+    async def chunks():
+        for _ in range(100):  # 10 kB in 100-byte chunks
+            sent.append(100)
+            yield b" " * 100
+
+    async def main() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                request = client.build_request("POST", "/recommend", content=chunks(), headers={"content-type": "application/json"})
+                assert "content-length" not in request.headers
+                return await client.send(request)
+
+    response = asyncio.run(main())
+    assert response.status_code == 413
+    assert "more than 1000 bytes" in response.json()["detail"][0]["msg"]
+    assert len(sent) <= 11  # the 11th chunk crossed the limit; the rest was never read
+    assert _rejected(app, "body_too_large") == 1
+
+
+def test_a_request_over_request_timeout_s_is_a_503_and_the_service_stays_up(recommend, monkeypatch):
+    forward = recommend.forward
+
+    def slow_forward(*args, **kwargs):
+        time.sleep(1.0)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(recommend, "forward", slow_forward)
+    app = create_app(recommend, request_timeout_s=0.2, batch_wait_ms=1)
+    with TestClient(app) as client:
+        started = time.perf_counter()
+        response = client.post("/recommend", json={"history": ["1"]})
+        assert time.perf_counter() - started < 0.9  # answered at the timeout, not when the model finished
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        assert "request_timeout_s" in response.json()["detail"]
+        assert client.get("/healthz").status_code == 200
+        text = client.get("/metrics").text
+    assert 'seqrec_requests_total{method="POST",route="/recommend",status="503"} 1.0' in text
+    assert _rejected(app, "timeout") == 1 and _rejected(app, "body_too_large") == 0
+
+
+@pytest.mark.parametrize(
+    "option, value, words",
+    [("--max_body_bytes", "0", "expected a positive whole number"), ("--request_timeout_s", "-1", "expected a positive number of seconds")],
+)
+def test_the_script_refuses_limits_that_are_not_positive(option, value, words, capsys):
+    from hf_seqrec.serving.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--model", "m", option, value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {option}: {words}" in error
+
+
 # ----------------------------------------------------------------------------- loading and the script
 def test_precision_is_passed_to_the_pipeline_only_when_given(recommend, monkeypatch):
     import transformers
@@ -391,6 +471,10 @@ def test_serving_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
 def test_create_app_refuses_bad_bounds(recommend):
     with pytest.raises(ValueError, match="max_top_k must be a positive integer"):
         create_app(recommend, max_top_k=-1)
+    with pytest.raises(ValueError, match="max_body_bytes must be a positive integer"):
+        create_app(recommend, max_body_bytes=0)
+    with pytest.raises(ValueError, match="request_timeout_s must be a positive number of seconds"):
+        create_app(recommend, request_timeout_s=0)
 
 
 def _free_port() -> int:
@@ -403,7 +487,7 @@ def test_the_script_serves_over_http_and_never_logs_the_key(checkpoint):
     port = _free_port()
     env = script_env(SEQREC_TEST_KEY=KEY)
     command = [sys.executable, str(REPO / "scripts" / "serve.py"), "--model", str(checkpoint), "--port", str(port),
-               "--api_key_env", "SEQREC_TEST_KEY", "--threads", "1"]
+               "--api_key_env", "SEQREC_TEST_KEY", "--threads", "1", "--max_body_bytes", "1000"]
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -420,6 +504,8 @@ def test_the_script_serves_over_http_and_never_logs_the_key(checkpoint):
         ok = httpx.post(f"{url}/recommend", json={"history": ["1", "2"], "top_k": 2}, headers={"X-API-Key": KEY})
         assert ok.status_code == 200 and [r["rank"] for r in ok.json()["recommendations"]] == [1, 2]
         assert httpx.post(f"{url}/recommend", json={"history": ["1"]}, headers={"X-API-Key": "nope"}).status_code == 401
+        too_large = httpx.post(f"{url}/recommend", json={"history": ["1"] * 500}, headers={"X-API-Key": KEY})
+        assert too_large.status_code == 413 and too_large.json()["detail"][0]["loc"] == ["body"]
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)

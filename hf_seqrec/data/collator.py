@@ -49,6 +49,64 @@ def training_windows(train_split: datasets.Dataset, max_len: int) -> datasets.Da
     return datasets.Dataset.from_dict({"user_id": users, "input_items": inputs, "labels": labels}, features=features)
 
 
+def window_count(num_items: int, max_len: int) -> int:
+    """How many windows ``sequence_windows`` cuts a sequence of ``num_items`` items into."""
+    return -(-(num_items - 1) // max_len) if num_items >= 2 else 0
+
+
+class VaryingTrainingWindows(torch.utils.data.Dataset):
+    """Training windows cut at a different place every epoch: one random offset per user and epoch.
+
+    ``training_windows`` cuts every history at the same places every epoch, so the model trains on
+    the very context it is validated on (the last window ends where validation starts) and sees each
+    item after the same predecessors every time. Here the newest window of a user holds the last
+    ``max_len - offset`` transitions, with ``offset`` drawn per user and epoch in ``[0, max_len)``, and
+    the older windows follow back in steps of ``max_len``: the same number of windows as
+    ``training_windows`` (offset 0 gives exactly its windows), so an epoch has the same number of
+    batches, each transition is a target at most once per epoch, and the oldest ``offset`` transitions
+    of a history that does not fit are left out of that epoch. The offsets are a function of
+    ``(seed, epoch)`` alone (accelerate calls ``set_epoch``), so a resumed run rebuilds the same windows.
+    """
+
+    def __init__(self, sequences: Sequence[Sequence[int]], max_len: int, seed: int) -> None:
+        self.sequences = [list(items) for items in sequences if len(items) >= 2]
+        self.max_len = max_len
+        self.seed = seed
+        # Row -> (user, window index counted from the newest), fixed for the run.
+        self.rows = [(user, k) for user, items in enumerate(self.sequences) for k in range(window_count(len(items), max_len))]
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * epoch + 1)
+        self.offsets = torch.randint(0, self.max_len, (len(self.sequences),), generator=generator).tolist()
+
+    def _span(self, row: int) -> tuple[int, int]:
+        """The targets ``[first, end)`` (indices into the user's items) of a row in the current epoch."""
+        user, k = self.rows[row]
+        newest_end = len(self.sequences[user])
+        end = newest_end if k == 0 else newest_end - (self.max_len - self.offsets[user]) - (k - 1) * self.max_len
+        first = max(1, end - (self.max_len - self.offsets[user] if k == 0 else self.max_len))
+        return first, max(end, first)
+
+    def lengths(self, epoch: int) -> list[int]:
+        """Each row's window length in ``epoch`` (what length-grouped batching sorts by)."""
+        if epoch != self.epoch:
+            self.set_epoch(epoch)
+        return [max(end - first, 1) for first, end in map(self._span, range(len(self.rows)))]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, row: int) -> dict[str, list[int]]:
+        user, _ = self.rows[row]
+        items = self.sequences[user]
+        first, end = self._span(row)
+        if end <= first:  # every target of this window was left out this epoch: one padding-only row
+            return {"input_items": [items[0]], "labels": [IGNORE_INDEX]}
+        return {"input_items": items[first - 1 : end - 1], "labels": items[first:end]}
+
+
 @dataclass
 class NextItemCollator:
     """Pad a batch on the right and build the tensors :class:`SeqRecForNextItem` reads.

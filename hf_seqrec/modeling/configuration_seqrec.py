@@ -11,6 +11,10 @@ from .text_encoding import TEXT_ENCODERS, check_text_prompt
 # How a text tower builds an item's vector (see ItemTable in item_table.py).
 TEXT_DESIGNS = ("projection", "bounded-delta", "null-space")
 
+# How an item is scored against a hidden state (see ItemTable.score_scale): "dot" product, or "cosine"
+# similarity times a learned inverse temperature.
+ITEM_SCORINGS = ("dot", "cosine")
+
 # How an item enters the backbone: "id" is one position per item, from the item table; "id+text" also
 # reads the text tokens of the most recent items (see text_inputs.py).
 INPUT_MODES = ("id", "id+text")
@@ -44,6 +48,10 @@ def check_model_options(
     item_text_encoder: str,
     item_text_prompt: str | None,
     item_text_encoder_layers: int | None,
+    item_embedding_dim: int | None,
+    item_scoring: str,
+    hidden_dropout: float,
+    residual_dropout: float,
 ) -> None:
     """The model's rules on its options (defaults: `SeqRecConfig`); a `ValueError` that starts with the option's name says what was expected.
 
@@ -85,6 +93,16 @@ def check_model_options(
         raise ValueError("item_id_dropout: applies only with item_text_tower (without it an item has nothing but its ID)")
     if not 0.0 <= item_id_dropout < 1.0:
         raise ValueError(f"item_id_dropout: expected a value in [0, 1), got {item_id_dropout}")
+    if item_embedding_dim is not None:
+        if not _is_positive_int(item_embedding_dim):
+            raise ValueError(f"item_embedding_dim: expected a positive width, got {item_embedding_dim!r}")
+        if item_text_tower or not tie_item_table:
+            raise ValueError("item_embedding_dim: a narrow item table is available only without item_text_tower and with tie_item_table")
+    if item_scoring not in ITEM_SCORINGS:
+        raise ValueError(f"item_scoring: expected one of {', '.join(ITEM_SCORINGS)}, got {item_scoring!r}")
+    for name, value in (("hidden_dropout", hidden_dropout), ("residual_dropout", residual_dropout)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name}: expected a probability in [0, 1), got {value}")
     if item_text_tower and not tie_item_table:
         raise ValueError("tie_item_table: a separate output table is not available with item_text_tower (cold items are scored from text)")
 
@@ -180,6 +198,20 @@ class SeqRecConfig(PretrainedConfig):
             Score items with the same table that feeds them in (tied). `False` gives the scores a second
             item table of their own (initialised like the first); not available with `item_text_tower`,
             whose point is that an item's text alone places it for scoring.
+        item_embedding_dim (`int`, *optional*):
+            Width of a narrow item table (none: the backbone's width). Each item then has this many
+            trained numbers, and two learned maps take the table to the backbone's width: one for the
+            vector an item enters the backbone with, one for the vector it is scored with. Started
+            from the principal components of the item text encodings (with `item_text_init`).
+        item_scoring (`str`, defaults to `"dot"`):
+            `"dot"`: an item's score is the dot product of the hidden state and its vector. `"cosine"`:
+            their cosine times a learned inverse temperature (started at 1/0.07), so no item outranks
+            another by the length of its vector.
+        hidden_dropout (`float`, defaults to 0.0):
+            Dropout on the backbone's final hidden states before they are scored (training only).
+        residual_dropout (`float`, defaults to 0.0):
+            Dropout on what every decoder layer's attention and MLP add to the residual stream (training
+            only), as from-scratch transformers like SASRec use; a pretrained LM has none of its own.
         initializer_range (`float`, defaults to 0.02):
             Std of the normal initialisation of the item table when it is not initialised from text.
     """
@@ -217,6 +249,10 @@ class SeqRecConfig(PretrainedConfig):
         item_text_encoder: str = "token-embeddings",
         item_text_prompt: str | None = None,
         item_text_encoder_layers: int | None = None,
+        item_embedding_dim: int | None = None,
+        item_scoring: str = "dot",
+        hidden_dropout: float = 0.0,
+        residual_dropout: float = 0.0,
         **kwargs: Any,
     ) -> None:
         check_model_options(
@@ -227,7 +263,8 @@ class SeqRecConfig(PretrainedConfig):
             item_text_design=item_text_design, item_delta_max=item_delta_max,
             item_semantic_variance=item_semantic_variance, item_text_popularity=item_text_popularity,
             item_text_encoder=item_text_encoder, item_text_prompt=item_text_prompt,
-            item_text_encoder_layers=item_text_encoder_layers,
+            item_text_encoder_layers=item_text_encoder_layers, item_embedding_dim=item_embedding_dim,
+            item_scoring=item_scoring, hidden_dropout=hidden_dropout, residual_dropout=residual_dropout,
         )
         if num_items < 1:
             raise ValueError(f"num_items: expected at least 1, got {num_items}")
@@ -267,6 +304,10 @@ class SeqRecConfig(PretrainedConfig):
         self.item_text_encoder = item_text_encoder
         self.item_text_prompt = item_text_prompt
         self.item_text_encoder_layers = item_text_encoder_layers
+        self.item_embedding_dim = item_embedding_dim
+        self.item_scoring = item_scoring
+        self.hidden_dropout = hidden_dropout
+        self.residual_dropout = residual_dropout
         if not __name__.startswith("transformers_modules."):
             # A checkpoint names its own copy of the pipeline in "custom_pipelines" (for processes
             # without hf_seqrec). transformers prefers that entry to the registered "next-item" task and

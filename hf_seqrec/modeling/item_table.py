@@ -14,10 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .configuration_seqrec import TEXT_DESIGNS
+from .configuration_seqrec import ITEM_SCORINGS, TEXT_DESIGNS
 
 # How a text tower builds an item's vector (see ItemTable).
 PROJECTION, BOUNDED_DELTA, NULL_SPACE = TEXT_DESIGNS
+# How an item is scored against a hidden state: the dot product, or the cosine times a learned scale.
+DOT, COSINE = ITEM_SCORINGS
+COSINE_START_TEMPERATURE = 0.07
 # L2 penalty of the ridge regression that starts the text popularity map (standardised text features).
 TEXT_OFFSET_RIDGE = 100.0
 
@@ -73,11 +76,30 @@ class ItemTable(nn.Module):
         delta_max: float | None = 0.5,
         semantic_variance: float = 0.9,
         text_popularity: bool = False,
+        embedding_dim: int | None = None,
+        scoring: str = DOT,
     ) -> None:
         super().__init__()
         if text_design not in TEXT_DESIGNS:
             raise ValueError(f"text_design must be one of {TEXT_DESIGNS}, got {text_design!r}")
-        self.weight = nn.Parameter(torch.empty(num_items, hidden_size))
+        if scoring not in ITEM_SCORINGS:
+            raise ValueError(f"scoring must be one of {ITEM_SCORINGS}, got {scoring!r}")
+        if embedding_dim is not None and (text_tower or not tied):
+            raise ValueError("embedding_dim: a narrow item table is available only without a text tower and with a tied table")
+        self.embedding_dim = embedding_dim
+        self.scoring = scoring
+        self.weight = nn.Parameter(torch.empty(num_items, embedding_dim or hidden_size))
+        if embedding_dim is not None:
+            # A narrow table with learned maps to the backbone's width: `input_map` gives the vector an item
+            # enters the backbone with, `output_map` the one it is scored with. Every item row has
+            # embedding_dim numbers to learn instead of hidden_size, so rare items get their few updates
+            # into fewer directions, and the maps are shared by every item, popular or not.
+            self.input_map = nn.Linear(embedding_dim, hidden_size)
+            self.output_map = nn.Linear(embedding_dim, hidden_size, bias=False)
+        if scoring == COSINE:
+            # Cosine scores times a learned scale (the inverse temperature), started at 1/0.07: no item
+            # outranks another by the length of its vector, which popular items grow under a dot product.
+            self.log_score_scale = nn.Parameter(torch.tensor(math.log(1.0 / COSINE_START_TEMPERATURE)))
         # Untied: the scores use a second table of their own (`output_weight`), so what an item
         # means as context and what makes it a likely next item are learned apart.
         self.output_weight = None if tied else nn.Parameter(torch.empty(num_items, hidden_size))
@@ -151,7 +173,7 @@ class ItemTable(nn.Module):
 
     def _vectors(self, uses_id: torch.Tensor | None) -> torch.Tensor:
         if uses_id is None:
-            return self.weight
+            return self.weight if self.embedding_dim is None else self.input_map(self.weight)
         if self.text_design == PROJECTION:
             text_part = self.text_projection(self.standardised_text.to(self.text_projection.weight.dtype))
             return text_part + self.weight * uses_id.to(self.weight.dtype).unsqueeze(1)
@@ -244,7 +266,40 @@ class ItemTable(nn.Module):
         """The vectors items are scored with: the input vectors when tied (pass them to reuse a step's table)."""
         if self.output_weight is not None:
             return self.output_weight
+        if self.embedding_dim is not None:
+            return self.output_map(self.weight)
         return self.vectors() if input_vectors is None else input_vectors
+
+    def score_scale(self) -> torch.Tensor | None:
+        """With cosine scoring, the learned factor cosines are multiplied by (1 / temperature); `None` for dot products."""
+        return self.log_score_scale.exp() if self.scoring == COSINE else None
+
+    @torch.no_grad()
+    def set_narrow_rows_from_encodings(self, encodings: torch.Tensor) -> None:
+        """Start a narrow table (`embedding_dim`) at the principal components of the items' text encodings.
+
+        The rows become the encodings' coordinates on their `embedding_dim` leading principal axes, the
+        input map those axes plus the encodings' mean, and the output map the axes: at the start an item
+        enters the backbone as (nearly) its full text encoding and is scored with its centred one, so the
+        narrow table begins where the full-width table initialised from text begins, less the smallest
+        directions of variation.
+        """
+        encodings = encodings.to(torch.float64)
+        mean = encodings.mean(0)
+        _, _, basis_t = torch.linalg.svd(encodings - mean, full_matrices=False)
+        axes = basis_t[: self.embedding_dim]  # [d, hidden]
+        if axes.size(0) < self.embedding_dim:  # fewer items than dims: pad with zero axes
+            axes = torch.cat([axes, axes.new_zeros(self.embedding_dim - axes.size(0), axes.size(1))])
+        self.weight.copy_(((encodings - mean) @ axes.T).to(self.weight))
+        self.input_map.weight.copy_(axes.T.to(self.input_map.weight))
+        self.input_map.bias.copy_(mean.to(self.input_map.bias))
+        self.output_map.weight.copy_(axes.T.to(self.output_map.weight))
+
+    @torch.no_grad()
+    def narrow_rows_for(self, encodings: torch.Tensor) -> torch.Tensor:
+        """Rows of a narrow table for new items: the least-squares preimage of their encodings under the input map."""
+        target = (encodings.to(self.input_map.weight) - self.input_map.bias).T  # [hidden, n]
+        return torch.linalg.lstsq(self.input_map.weight.float(), target.float()).solution.T.to(self.weight)
 
     def score_bias(self) -> torch.Tensor | None:
         """Each item's score offset, `[num_items]`, or `None` without `score_bias`; no ID dropout.
@@ -339,8 +394,11 @@ class ItemTable(nn.Module):
         """Grow the table by one row per new item: text features only, no ID embedding (the item was never trained)."""
         added = text_features.size(0)
         weight = self.weight.detach()
-        # Without a text tower the new rows hold the text encoding itself, as every row did before training.
+        # Without a text tower the new rows hold the text encoding itself, as every row did before training
+        # (in a narrow table: the row the input map takes to it).
         new_rows = weight.new_zeros(added, weight.size(1)) if self.text_tower else text_features
+        if self.embedding_dim is not None:
+            new_rows = self.narrow_rows_for(text_features)
         self.weight = nn.Parameter(torch.cat([weight, new_rows.to(weight)]), requires_grad=self.weight.requires_grad)
         if self.output_weight is not None:
             output = self.output_weight.detach()

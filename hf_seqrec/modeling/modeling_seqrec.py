@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -116,8 +118,13 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             delta_max=config.item_delta_max,
             semantic_variance=config.item_semantic_variance,
             text_popularity=config.item_text_popularity,
+            embedding_dim=config.item_embedding_dim,
+            scoring=config.item_scoring,
         )
         self.item_dropout = nn.Dropout(config.item_embedding_dropout)
+        self.hidden_dropout = nn.Dropout(config.hidden_dropout)
+        if config.residual_dropout:
+            _add_residual_dropout(backbone, config.residual_dropout)
         self.item_catalog = None  # an ItemCatalog, saved with the checkpoint when set
         self.item_popularity = None  # training counts per item, saved with the checkpoint when set
         # input_mode="id+text": the items' text token ids, read after the most recent items (text_inputs.py).
@@ -130,7 +137,11 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         # adapter's zero-initialised B matrices and the model would not start from the backbone.
         self.post_init()
         if config.use_lora:
-            self.backbone = get_peft_model(backbone, self._lora_config())
+            with warnings.catch_warnings():
+                # peft reads transformers' deprecated `is_gradient_checkpointing` while it wraps the backbone: a
+                # FutureWarning about peft's code, not about this model or the user's run.
+                warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+                self.backbone = get_peft_model(backbone, self._lora_config())
 
     def _lora_config(self) -> LoraConfig:
         return LoraConfig(
@@ -223,6 +234,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         encodings = self.encode_item_texts(texts, tokenizer)
         if self.item_table.text_tower:
             self.item_table.set_text_features(encodings)
+        elif self.item_table.embedding_dim is not None:
+            self.item_table.set_narrow_rows_from_encodings(encodings)
         else:
             self.item_table.weight.copy_(encodings.to(self.item_table.weight))
         if self.item_table.output_weight is not None:
@@ -360,7 +373,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             table, offsets = self.item_table.vectors_and_offsets()
         elif offsets is None:
             offsets = self.item_table.score_bias()
-        return _fp32_scores(hidden_states, self.item_table.output_vectors(table), offsets)
+        return _fp32_scores(hidden_states, self.item_table.output_vectors(table), offsets, self.item_table.score_scale())
 
     def _summed_cross_entropy(
         self, hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor, offsets: torch.Tensor | None
@@ -370,9 +383,10 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if not chunk or hidden.size(0) <= chunk:
             return F.cross_entropy(self.score(hidden, table, offsets).float(), targets, reduction="sum")
         table = self.item_table.output_vectors(table)
+        scale = self.item_table.score_scale()
 
         def chunk_loss(h: torch.Tensor, t: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(_fp32_scores(h, table, offsets), t, reduction="sum")
+            return F.cross_entropy(_fp32_scores(h, table, offsets, scale), t, reduction="sum")
 
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.size(0), chunk):
@@ -424,7 +438,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.item_table(input_item_ids, table)
         inputs_embeds = self.item_dropout(inputs_embeds)
-        hidden = self._item_hidden_states(inputs_embeds, attention_mask, input_item_ids, **kwargs)
+        hidden = self.hidden_dropout(self._item_hidden_states(inputs_embeds, attention_mask, input_item_ids, **kwargs))
 
         loss = None
         if labels is not None:
@@ -484,9 +498,15 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if self.item_popularity is not None:
             write_item_popularity(directory, self.item_popularity, source="training sequences (items added later count 0)")
         if self.config.use_lora:
-            save_safetensors_atomic(_cpu_state(get_peft_model_state_dict(self.backbone)), directory / ADAPTER_FILE)
-            adapter_config = self.backbone.peft_config["default"]
-            adapter_config.base_model_name_or_path = self.config.backbone_name_or_path
+            from .backbones import adapter_base_model
+
+            # save_embedding_layers=False: the backbone's vocabulary matrix is never resized nor copied (it is
+            # resolved again on load), and peft's "auto" would look the base model up on the Hub to decide.
+            adapter_state = get_peft_model_state_dict(self.backbone, save_embedding_layers=False)
+            save_safetensors_atomic(_cpu_state(adapter_state), directory / ADAPTER_FILE)
+            adapter_config = copy.copy(self.backbone.peft_config["default"])
+            # Named so that from_pretrained can load it (a built-in alias means something to hf_seqrec only).
+            adapter_config.base_model_name_or_path = adapter_base_model(self.config.backbone_name_or_path)
             adapter_config.save_pretrained(directory)
             os.replace(directory / "adapter_config.json", directory / ADAPTER_CONFIG_FILE)
         elif not self.config.backbone_pretrained:
@@ -586,10 +606,46 @@ def _key_mismatch(missing: Sequence[str], unexpected: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
-def _fp32_scores(hidden_states: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def _fp32_scores(
+    hidden_states: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None = None, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Dot products in fp32; with a `scale` (cosine scoring), cosines times that scale."""
     with torch.autocast(device_type=hidden_states.device.type, enabled=False):
-        scores = hidden_states.float() @ table.float().T
+        hidden_states, table = hidden_states.float(), table.float()
+        if scale is not None:
+            hidden_states = F.normalize(hidden_states, dim=-1) * scale.float()
+            table = F.normalize(table, dim=-1)
+        scores = hidden_states @ table.T
         return scores if bias is None else scores + bias.float()
+
+
+def _add_residual_dropout(backbone: nn.Module, probability: float) -> None:
+    """Dropout on each decoder layer's attention and MLP outputs, the two branches added to the residual stream.
+
+    Pretrained LMs are trained without it (their configs have attention dropout at most), so it is added
+    as forward hooks on the `self_attn` and `mlp` submodules of every decoder layer; LoRA wraps only the
+    linear layers inside them, so the hooks see the adapted branch. Active only in training mode.
+    """
+    layers = [m for m in backbone.modules() if hasattr(m, "self_attn") and hasattr(m, "mlp")]
+    if not layers:
+        raise ValueError(f"residual_dropout: {type(backbone).__name__} has no decoder layers with self_attn and mlp submodules")
+    for layer in layers:
+        for branch in (layer.self_attn, layer.mlp):
+            branch.register_forward_hook(_ResidualDropoutHook(probability))
+
+
+class _ResidualDropoutHook:
+    """A forward hook that drops out a branch's output (the first element of a tuple output) in training mode."""
+
+    def __init__(self, probability: float) -> None:
+        self.probability = probability
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> Any:
+        if not module.training:
+            return output
+        if isinstance(output, tuple):
+            return (F.dropout(output[0], self.probability, training=True), *output[1:])
+        return F.dropout(output, self.probability, training=True)
 
 
 def _is_remote_code() -> bool:

@@ -11,9 +11,10 @@ Routes:
 - ``GET /healthz``: liveness and readiness (open even with an API key, for load balancers);
 - ``GET /metrics``: Prometheus text (see `hf_seqrec.serving.metrics`).
 
-Status codes: 200; 401 (API key missing or wrong); 422 (the body does not validate, or the pipeline
-refuses it: ``detail[].loc`` names the field, e.g. ``["body", "top_k"]``); 503 (too many histories
-waiting); 500 (a bug: the traceback goes to the server log, not to the client).
+Status codes: 200; 401 (API key missing or wrong); 413 (a body over ``max_body_bytes``, refused before
+it is parsed); 422 (the body does not validate, or the pipeline refuses it: ``detail[].loc`` names the
+field, e.g. ``["body", "top_k"]``); 503 (too many histories waiting, or no answer within
+``request_timeout_s``); 500 (a bug: the traceback goes to the server log, not to the client).
 
 Histories with some unknown items are answered, as the pipeline does, with the items skipped and
 a warning in ``warnings`` naming them; a history with no known item is a 422 naming them.
@@ -35,6 +36,7 @@ from ..pipelines.precision import inference_precision
 from .auth import api_key_dependency
 from .batching import MicroBatcher, Overloaded
 from .engine import JobResult, RecommendEngine, RecommendJob
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_S, RequestLimitsMiddleware
 from .metrics import MetricsMiddleware, ServiceMetrics, model_name, model_revision
 from .schemas import request_models
 
@@ -59,6 +61,8 @@ def create_app(
     max_top_k: Optional[int] = None,
     max_inputs: int = DEFAULT_MAX_INPUTS,
     max_pending: int = DEFAULT_MAX_PENDING,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
     name: Optional[str] = None,
 ) -> FastAPI:
     """A FastAPI app serving ``pipeline_or_model``: a built next-item pipeline, or what `load_pipeline` takes.
@@ -68,6 +72,8 @@ def create_app(
     reads the last ``max_len`` items, so clients may send whole histories); ``max_top_k`` bounds
     ``top_k`` (default: the catalogue size). ``max_batch_size`` histories at most share a forward
     pass, collected for up to ``batch_wait_ms``; more than ``max_pending`` waiting histories get 503.
+    A body over ``max_body_bytes`` gets 413 before it is parsed, and a request without an answer after
+    ``request_timeout_s`` seconds gets 503 (`hf_seqrec.serving.limits`).
     """
     if hasattr(pipeline_or_model, "preprocess") and hasattr(pipeline_or_model, "catalog"):
         pipe = pipeline_or_model
@@ -79,9 +85,11 @@ def create_app(
     max_history = max_history or max(DEFAULT_MAX_HISTORY, int(getattr(pipe, "max_len", 0)))
     max_top_k = max_top_k or catalogue_size
     for option, value in (("max_history", max_history), ("max_top_k", max_top_k), ("max_inputs", max_inputs),
-                          ("max_batch_size", max_batch_size), ("max_pending", max_pending)):
+                          ("max_batch_size", max_batch_size), ("max_pending", max_pending), ("max_body_bytes", max_body_bytes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{option} must be a positive integer; got {value!r}")
+    if isinstance(request_timeout_s, bool) or not isinstance(request_timeout_s, (int, float)) or not 0 < request_timeout_s < math.inf:
+        raise ValueError(f"request_timeout_s must be a positive number of seconds; got {request_timeout_s!r}")
     RecommendRequest = request_models(
         max_history=max_history, max_top_k=max_top_k, max_candidates=catalogue_size, max_inputs=max_inputs
     )
@@ -114,8 +122,9 @@ def create_app(
         await batcher.start()
         logger.info(
             "serving %s (revision %s, %s; precision %s): max_batch_size=%d, batch_wait_ms=%s, max_history=%d, "
-            "max_top_k=%d, API key %s", info["name"], revision, revision_source, info["precision"], max_batch_size,
-            batch_wait_ms, max_history, max_top_k, "required" if api_key else "not required",
+            "max_top_k=%d, max_body_bytes=%d, request_timeout_s=%g, API key %s", info["name"], revision, revision_source,
+            info["precision"], max_batch_size, batch_wait_ms, max_history, max_top_k, max_body_bytes, request_timeout_s,
+            "required" if api_key else "not required",
         )
         try:
             yield
@@ -126,6 +135,11 @@ def create_app(
         title="hf_seqrec next-item recommendations",
         description="Top-k next items for a user's history, from a hf_seqrec checkpoint.",
         lifespan=lifespan,
+    )
+    # Added first, so it runs inside the metrics middleware, which then counts its 413s and 503s too.
+    app.add_middleware(
+        RequestLimitsMiddleware, max_body_bytes=max_body_bytes, request_timeout_s=request_timeout_s,
+        on_reject=lambda reason: metrics.rejected.labels(reason).inc(),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.pipeline, app.state.engine, app.state.batcher, app.state.metrics = pipe, engine, batcher, metrics

@@ -9,10 +9,34 @@ line, where other users of the machine could read it in the process list).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from ..pipelines.precision import PRECISIONS
 from .app import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_INPUTS, DEFAULT_MAX_PENDING
+from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_S
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_top_k", type=int, default=None, help="largest top_k accepted (default: the catalogue size)")
     parser.add_argument("--max_inputs", type=int, default=DEFAULT_MAX_INPUTS, help="histories per batch request at most")
     parser.add_argument("--max_pending", type=int, default=DEFAULT_MAX_PENDING, help="waiting histories beyond which requests get 503")
+    parser.add_argument("--max_body_bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
+                        help="largest request body accepted, in bytes; a larger one gets 413 before it is parsed (default: 1000000, 1 MB)")
+    parser.add_argument("--request_timeout_s", type=_positive_seconds, default=DEFAULT_REQUEST_TIMEOUT_S,
+                        help="seconds a request may take before it is answered 503 (default: 30)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--log_level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument("--no_access_log", action="store_true", help="do not log one line per request")
@@ -65,6 +93,8 @@ def serve_main(argv: list[str] | None = None) -> int:
         max_top_k=args.max_top_k,
         max_inputs=args.max_inputs,
         max_pending=args.max_pending,
+        max_body_bytes=args.max_body_bytes,
+        request_timeout_s=args.request_timeout_s,
         name=args.model,
     )
     # uvicorn's access log is one line per request (client, method, path, status), never headers.

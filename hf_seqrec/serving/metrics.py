@@ -6,6 +6,8 @@ Each app has its own registry (two apps in one process, as in tests, do not shar
 - ``seqrec_request_duration_seconds{route}``: latency histogram, from request start to response end;
 - ``seqrec_batch_size``: histories per forward pass (how well concurrent requests are batched);
 - ``seqrec_batch_duration_seconds``: worker time per batch (its rate: how busy the model is);
+- ``seqrec_rejected_requests_total{reason}``: requests refused by `hf_seqrec.serving.limits`, ``body_too_large``
+  (413) or ``timeout`` (503);
 - ``seqrec_model_info{name,revision,revision_source,backbone,precision}``: always 1, names the model.
 
 The revision is the Hub commit when the checkpoint came from the Hub (its snapshot folder is named
@@ -23,6 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 
 from ..modeling.checkpoint_format import checkpoint_revision
+from .limits import BODY_TOO_LARGE, TIMEOUT
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -50,6 +53,14 @@ class ServiceMetrics:
             "its rate is the share of time the model was busy.",
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )
+        self.rejected = Counter(
+            "seqrec_rejected_requests",
+            "Requests refused by the service's limits: a body over max_body_bytes (body_too_large, 413) or no "
+            "answer within request_timeout_s (timeout, 503).",
+            ("reason",), registry=self.registry,
+        )
+        for reason in (BODY_TOO_LARGE, TIMEOUT):
+            self.rejected.labels(reason)  # reported as 0 from the start, not only after the first refusal
         Info("seqrec_model", "The model served: name, revision and how the revision was determined.", registry=self.registry).info(
             model_info
         )

@@ -168,6 +168,22 @@ class ModelArguments:
             "help": "score the catalogue this many positions at a time (bounds logits memory for huge catalogues)"
         },
     )
+    item_embedding_dim: int | None = field(
+        default=None,
+        metadata={
+            "help": "width of a narrow item table with learned maps to and from the backbone's width, started from "
+            "the principal components of the item text encodings (none = the backbone's width)"
+        },
+    )
+    item_scoring: str = field(
+        default="dot",
+        metadata={"help": '"dot" product scores, or "cosine" similarity times a learned inverse temperature'},
+    )
+    hidden_dropout: float = field(default=0.0, metadata={"help": "dropout on the final hidden states before scoring"})
+    residual_dropout: float = field(
+        default=0.0,
+        metadata={"help": "dropout on each decoder layer's attention and MLP outputs (pretrained LM backbones)"},
+    )
     # from-scratch baseline backbones only (sasrec, gru4rec, lstm; none = the baseline's default)
     hidden_size: int | None = field(
         default=None, metadata={"help": "baselines: width of the item table and the backbone (default 64)"}
@@ -322,6 +338,26 @@ class RunArguments:
     )
     bootstrap_samples: int = field(default=1000, metadata={"help": "resamples for the metrics' 95% intervals"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    vary_windows: bool = field(
+        default=False,
+        metadata={
+            "help": "cut each history into training windows at a different place every epoch (a random offset per "
+            "user and epoch, a function of the seed), instead of at the same places every epoch"
+        },
+    )
+    # distillation
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "a trained hf_seqrec run directory (e.g. a SASRec run) on the same data and split; its "
+            "full-catalogue scores are distilled into this model"
+        },
+    )
+    distill_weight: float = field(
+        default=0.5,
+        metadata={"help": "with --teacher: loss = (1 - w) * cross-entropy + w * T^2 * KL(teacher || student)"},
+    )
+    distill_temperature: float = field(default=1.0, metadata={"help": "with --teacher: softmax temperature T of both"})
     # output
     output_dir: str = field(
         default="runs/smollm2-ml100k", metadata={"help": "where the checkpoint, metrics and logs go"}
@@ -332,6 +368,13 @@ class RunArguments:
     resume: bool = field(default=False, metadata={"help": "continue from the last saved training state in output_dir"})
     report_to: str | None = field(
         default="tensorboard", metadata={"help": 'accelerate tracker ("tensorboard", "all", none)'}
+    )
+    log_level: str = field(
+        default="warning",
+        metadata={
+            "help": "log level of the libraries (debug, info, warning, error): info shows accelerate's lines for "
+            "every saved training state; hf_seqrec's own notices show at any level"
+        },
     )
     merge: bool = field(
         default=False, metadata={"help": "also write a standalone merged model (adapter folded in) to output_dir/merged"}
@@ -355,6 +398,12 @@ class RunArguments:
             raise ConfigError("push_to_hub: --hub_model_id is required to push")
         if not 0.0 <= self.cold_start_fraction < 1.0:
             raise ConfigError(f"cold_start_fraction: expected a value in [0, 1), got {self.cold_start_fraction}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ConfigError(f"distill_weight: expected a weight in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            raise ConfigError(f"distill_temperature: expected a positive temperature, got {self.distill_temperature}")
+        if self.teacher is not None and not (Path(self.teacher) / "config.json").is_file():
+            raise ConfigError(f"teacher: expected a trained hf_seqrec run directory with config.json, got {self.teacher!r}")
         if self.warmup_steps and self.lr_scheduler == "constant":
             warnings.warn(
                 "warmup_steps: the constant scheduler has no warm-up; use constant_with_warmup to warm up",

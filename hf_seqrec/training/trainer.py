@@ -31,10 +31,10 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ..data.collator import IGNORE_INDEX, NextItemCollator, training_windows
+from ..console import say
+from ..data.collator import IGNORE_INDEX, NextItemCollator, VaryingTrainingWindows, training_windows
 from ..data.cold_start import apply_cold_start
 from ..data.prepare import PreparedData, prepare_data
 from ..data.sampling import LengthGroupedSampler
@@ -45,6 +45,8 @@ from ..io_utils import atomic_directory, replace_directory, write_json_atomic, w
 from ..modeling import SeqRecForNextItem
 from ..modeling.baselines import BASELINE_SIZES, POPULARITY, PopularityRecommender, is_baseline_backbone
 from .config import ConfigError, FinetuneConfig, resolve_mixed_precision
+from .console import TrainingConsole
+from .distillation import distillation_term, load_teacher
 from .output_dir import (
     BEST_MODEL_DIR,
     CHECKPOINTS_DIR,
@@ -121,6 +123,10 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         item_text_encoder=config.item_text_encoder,
         item_text_prompt=config.item_text_prompt,
         item_text_encoder_layers=config.item_text_encoder_layers,
+        item_embedding_dim=config.item_embedding_dim,
+        item_scoring=config.item_scoring,
+        hidden_dropout=config.hidden_dropout,
+        residual_dropout=config.residual_dropout,
     )
     model.item_catalog = prepared.catalog
     if config.input_mode == "id+text" and not config.item_text_init:
@@ -161,11 +167,21 @@ def build_optimizer(model: SeqRecForNextItem, config: FinetuneConfig) -> torch.o
     return torch.optim.AdamW(groups)
 
 
+def build_training_windows(train_split, config: FinetuneConfig):
+    """The training windows: cut at the same places every epoch, or (``vary_windows``) at new places every epoch."""
+    if config.vary_windows:
+        return VaryingTrainingWindows(train_split["items"], config.max_len, seed=config.seed)
+    return training_windows(train_split, config.max_len)
+
+
 def training_loader(windows, config: FinetuneConfig, collator: NextItemCollator) -> DataLoader:
     """Shuffled training windows; with ``group_by_length``, batches of windows of similar length."""
     if config.group_by_length:
-        lengths = [len(items) for items in windows["input_items"]]
-        sampler = LengthGroupedSampler(lengths, config.batch_size, seed=config.seed)
+        varying = isinstance(windows, VaryingTrainingWindows)
+        lengths = windows.lengths(0) if varying else [len(items) for items in windows["input_items"]]
+        sampler = LengthGroupedSampler(
+            lengths, config.batch_size, seed=config.seed, lengths_for_epoch=windows.lengths if varying else None
+        )
         return DataLoader(windows, batch_size=config.batch_size, sampler=sampler, collate_fn=collator, num_workers=config.num_workers)
     # A plain shuffle: accelerate swaps in its seedable sampler (use_seedable_sampler) for exact resumes.
     return DataLoader(windows, batch_size=config.batch_size, shuffle=True, collate_fn=collator, num_workers=config.num_workers)
@@ -242,10 +258,11 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     accelerator = _make_accelerator(config, output_dir)
     prepared = _prepare_run(config, output_dir, accelerator)
     collator = NextItemCollator(max_len=config.max_len)
-    train_loader = training_loader(training_windows(prepared.splits["train"], config.max_len), config, collator)
+    train_loader = training_loader(build_training_windows(prepared.splits["train"], config), config, collator)
     validation_loader = _evaluation_loader(prepared.splits["validation"], config, collator)
     test_loader = _evaluation_loader(prepared.splits["test"], config, collator)
     model, tokenizer = build_model(config, prepared)
+    teacher = load_teacher(config.teacher, prepared, config.to_dict(), accelerator.device) if config.teacher else None
     optimizer = build_optimizer(model, config)
     total_steps = _total_steps(config, len(train_loader))
     scheduler = get_scheduler(
@@ -259,7 +276,10 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
 
     best_validation_ranks = None  # reused for the final report instead of scoring the best epoch twice
     stop = state.global_step >= total_steps
-    progress = tqdm(total=total_steps, initial=state.global_step, disable=not accelerator.is_local_main_process, desc="train")
+    progress = TrainingConsole(
+        total_steps, state.global_step, math.ceil(len(train_loader) / config.gradient_accumulation_steps), config.num_epochs,
+        show=accelerator.is_local_main_process,
+    )
     while not stop and state.epoch < config.num_epochs:
         model.train()
         train_loader.set_epoch(state.epoch)
@@ -271,14 +291,21 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
                 labelled = accelerator.gather((batch["labels"] != IGNORE_INDEX).sum().reshape(1)).sum()
                 # Divide by the global count / processes: DDP's gradient mean then equals the
                 # gradient of the mean loss over the whole (split) batch.
-                outputs = model(**batch, num_items_in_batch=labelled.float() / accelerator.num_processes)
-                accelerator.backward(outputs.loss)
+                denominator = labelled.float() / accelerator.num_processes
+                outputs = model(**batch, num_items_in_batch=denominator)
+                loss = outputs.loss
+                if teacher is not None:
+                    distilled = distillation_term(
+                        accelerator.unwrap_model(model), teacher, batch, outputs.last_hidden_state, config.distill_temperature, denominator
+                    )
+                    loss = (1.0 - config.distill_weight) * loss + config.distill_weight * distilled
+                accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            _count_batch(state, accelerator, outputs.loss, labelled)
+            _count_batch(state, accelerator, loss, labelled)
             if not accelerator.sync_gradients:
                 continue  # accumulating gradients: no optimizer step was taken
             stop = _count_optimizer_step(state, accelerator, scheduler, progress, config, total_steps)
@@ -289,8 +316,10 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
                 save_training_state(accelerator, output_dir, state)
         _add_train_time(state, clock)
         validation_ranks = rank_targets(model, validation_loader, accelerator)
-        if _end_epoch(state, validation_ranks, model, accelerator, output_dir, config):
+        improved = _end_epoch(state, validation_ranks, model, accelerator, output_dir, config)
+        if improved:
             best_validation_ranks = validation_ranks
+        progress.end_epoch(state.history[-1], improved, state.global_step)
         stop = _stops_early(state, config, accelerator) or stop
         save_training_state(accelerator, output_dir, state)
     progress.close()
@@ -304,7 +333,8 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         # Every process holds all ranks (gather_for_metrics); the main one writes them, next to metrics.json.
         _write_test_ranks(output_dir, prepared, config, final.test_ranks, final.test)
         _export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
-    accelerator.print(_test_summary(final.test, prepared, f"; best epoch {state.best_epoch}"))
+    if accelerator.is_main_process:
+        say(_test_summary(final.test, prepared, f"; best epoch {state.best_epoch}"))
     accelerator.end_training()
     return results
 
@@ -389,8 +419,7 @@ def _count_optimizer_step(state: TrainerState, accelerator: Accelerator, schedul
     """Count an optimizer step, show and log the epoch's running loss; whether it was the run's last step."""
     state.global_step += 1
     epoch_loss = state.epoch_loss_sum / state.epoch_loss_batches
-    progress.update(1)
-    progress.set_postfix(loss=f"{epoch_loss:.4f}")
+    progress.step(epoch_loss)
     if config.report_to:
         accelerator.log({"train/loss": epoch_loss, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step)
     return state.global_step >= total_steps
@@ -414,11 +443,7 @@ def _end_epoch(state: TrainerState, validation_ranks, model, accelerator: Accele
         "validation_ndcg@10": metrics["ndcg@10"],
         "validation_hr@10": metrics["hr@10"],
     }
-    state.history.append(epoch_record)
-    accelerator.print(
-        f"epoch {epoch_record['epoch']}: loss {epoch_record['train_loss']:.4f}  "
-        f"validation NDCG@10 {metrics['ndcg@10']:.4f}  HR@10 {metrics['hr@10']:.4f}"
-    )
+    state.history.append(epoch_record)  # its line on the console: TrainingConsole.end_epoch
     if config.report_to:
         accelerator.log({"validation/ndcg@10": metrics["ndcg@10"], "validation/hr@10": metrics["hr@10"]}, step=state.global_step)
     improved = metrics["ndcg@10"] > state.best_ndcg
@@ -437,7 +462,8 @@ def _end_epoch(state: TrainerState, validation_ranks, model, accelerator: Accele
 def _stops_early(state: TrainerState, config: FinetuneConfig, accelerator: Accelerator) -> bool:
     """Whether validation NDCG@10 has not improved for ``early_stopping_patience`` epochs (said on the terminal)."""
     if config.early_stopping_patience and state.epochs_without_improvement >= config.early_stopping_patience:
-        accelerator.print(f"Early stopping: no better validation NDCG@10 for {config.early_stopping_patience} epochs")
+        if accelerator.is_main_process:
+            say(f"Early stopping: no better validation NDCG@10 for {config.early_stopping_patience} epochs")
         return True
     return False
 
@@ -514,8 +540,11 @@ def _write_test_ranks(output_dir: Path, prepared: PreparedData, config: Finetune
     so a rerun (``--overwrite_output_dir``) replaces the previous run's file whole.
     """
     user_ids = prepared.splits["test"]["user_id"]
+    targets = prepared.splits["test"]["target"]
     if config.eval_max_users is not None:
-        user_ids = user_ids[: config.eval_max_users]
+        user_ids, targets = user_ids[: config.eval_max_users], targets[: config.eval_max_users]
+    # How often each test target occurs in the training split: quality by target popularity (the long tail).
+    train_counts = np.bincount(np.concatenate([np.asarray(items, dtype=np.int64) for items in prepared.splits["train"]["items"]] or [np.zeros(0, np.int64)]), minlength=len(prepared.catalog))
     ranks = [int(rank) for rank in ranks]
     if len(ranks) != len(user_ids):
         raise RuntimeError(f"{len(ranks)} test ranks for {len(user_ids)} test users")
@@ -526,6 +555,7 @@ def _write_test_ranks(output_dir: Path, prepared: PreparedData, config: Finetune
         "ndcg@10": test["ndcg@10"],  # the metrics.json value these ranks give, to check they belong together
         "user_ids": list(user_ids),
         "ranks": ranks,
+        "target_train_counts": [int(train_counts[target]) for target in targets],
     }
     write_json_atomic(output_dir / TEST_RANKS_FILE, payload)
 
