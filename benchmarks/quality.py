@@ -65,6 +65,9 @@ LM_30_LAYERS: dict[str, Any] = {
     "item_score_bias": True,
     "group_by_length": True,
     "mixed_precision": "bf16",
+    # Options the CPU default took up later, pinned to what they were then.
+    "item_embedding_dim": None,
+    "vary_windows": False,
 }
 # model name -> (config file, fixed overrides). smollm2-lora is the CPU default config as it is.
 MODELS: dict[str, tuple[str | None, dict[str, Any]]] = {

@@ -211,3 +211,12 @@ def test_yaml_config_errors_name_the_key_and_file(tmp_path):
     config.write_text("use_lora: maybe\n")
     with pytest.raises(ConfigError, match="use_lora: expected true or false"):
         FinetuneConfig.from_yaml(config)
+
+
+def test_killed_run_with_varied_windows_resumes_to_the_same_result(tmp_path):
+    """Windows cut anew every epoch are a function of (seed, epoch): a resumed run rebuilds the killed run's windows."""
+    uninterrupted = tmp_path / "varied"
+    assert _finetune(uninterrupted, "--vary_windows").returncode == 0
+    killed = tmp_path / "varied-killed"
+    _kill_mid_epoch_then_resume(killed, "--vary_windows")
+    assert _scores(_metrics(killed)) == _scores(_metrics(uninterrupted))
