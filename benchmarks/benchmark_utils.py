@@ -229,13 +229,12 @@ def target_train_counts() -> dict[str, int]:
     data preparation (imports torch), so a report without per-run counts can still be broken down.
     """
     if not _TARGET_COUNTS:
-        import numpy as np
-
         from hf_seqrec.data.prepare import DataConfig, prepare_data
+        from hf_seqrec.modeling.checkpoint_format import item_popularity
 
-        splits = prepare_data(DataConfig()).splits
-        counts = np.bincount(np.concatenate([np.asarray(items, dtype=np.int64) for items in splits["train"]["items"]]))
-        counts = np.pad(counts, (0, max(0, max(splits["test"]["target"]) + 1 - counts.size)))
+        prepared = prepare_data(DataConfig())
+        splits = prepared.splits
+        counts = item_popularity(splits["train"]["items"], len(prepared.catalog))
         _TARGET_COUNTS.update({str(user): int(counts[target]) for user, target in zip(splits["test"]["user_id"], splits["test"]["target"])})
     return _TARGET_COUNTS
 

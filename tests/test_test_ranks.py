@@ -32,6 +32,14 @@ def test_tiny_run_writes_the_test_ranks_behind_its_metrics(tmp_path):
     run = tmp_path / "tiny"
     metrics = _finetune(run, "--config", str(REPO / "configs" / "tiny.yaml"), "--max_steps", "4", "--eval_max_users", "120")
     _check_ranks(run, metrics, 120)
+    # Each test target's training count, as the benchmarks compute it from the data (the long-tail breakdown).
+    saved = json.loads((run / TEST_RANKS_FILE).read_text())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(REPO / "benchmarks"))
+        from benchmark_utils import target_train_counts
+    counts = target_train_counts()
+    assert saved["target_train_counts"] == [counts[user] for user in saved["user_ids"]]
+    assert min(saved["target_train_counts"]) >= 0 and max(saved["target_train_counts"]) >= 100
 
 
 def test_popularity_writes_test_ranks_and_an_overwrite_replaces_them(tmp_path):

@@ -544,7 +544,9 @@ def _write_test_ranks(output_dir: Path, prepared: PreparedData, config: Finetune
     if config.eval_max_users is not None:
         user_ids, targets = user_ids[: config.eval_max_users], targets[: config.eval_max_users]
     # How often each test target occurs in the training split: quality by target popularity (the long tail).
-    train_counts = np.bincount(np.concatenate([np.asarray(items, dtype=np.int64) for items in prepared.splits["train"]["items"]] or [np.zeros(0, np.int64)]), minlength=len(prepared.catalog))
+    from ..modeling.checkpoint_format import item_popularity
+
+    train_counts = item_popularity(prepared.splits["train"]["items"], len(prepared.catalog))
     ranks = [int(rank) for rank in ranks]
     if len(ranks) != len(user_ids):
         raise RuntimeError(f"{len(ranks)} test ranks for {len(user_ids)} test users")
