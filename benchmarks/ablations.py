@@ -166,6 +166,16 @@ STUDIES: dict[str, Study] = {
                 "components (--item_embedding_dim 64)",
                 {"vary_windows": True, "item_embedding_dim": 64},
             ),
+            "varied-narrow-64-distill": (
+                "varied windows + the 64-wide item table + distillation from the SASRec run of the same seed (weight 0.5, "
+                "temperature 1, as in varied-distill)",
+                {"vary_windows": True, "item_embedding_dim": 64, "teacher": SASREC_TEACHER, "distill_weight": 0.5,
+                 "distill_temperature": 1.0},
+            ),
+            "varied-narrow-32": (
+                "varied windows + a 32-wide item table (--item_embedding_dim 32)",
+                {"vary_windows": True, "item_embedding_dim": 32},
+            ),
         },
     ),
 }

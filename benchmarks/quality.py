@@ -14,7 +14,7 @@ validation epoch), training seconds and the run's peak RSS; its ``test_ranks.jso
 test rank, kept in the row for the paired tests. Rows are merged into ``<results_dir>/<name>.json`` (a
 re-run of a model and seed replaces its row), so long runs can be done model by model, and then the table
 ``<name>.md`` (mean and 95% t-interval across seeds, the LM / sasrec ratios of test NDCG@10, paired tests
-over users of the LM against sasrec, lstm and gru4rec, and which rows are still missing) and the bar
+over users of the LM against sasrec, lstm, gru4rec and svae, and which rows are still missing) and the bar
 chart ``<name>.png`` are rebuilt from every row in the file.
 
 ``--quick`` rows (a few optimizer steps, a user subset) go to ``<name>-quick.*`` unless ``--name`` says
@@ -74,6 +74,7 @@ MODELS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "popularity": (None, {"backbone": "popularity"}),
     "lstm": ("configs/lstm.yaml", {}),
     "gru4rec": ("configs/gru4rec.yaml", {}),
+    "svae": ("configs/svae.yaml", {}),
     "sasrec": ("configs/sasrec.yaml", {}),
     "smollm2-lora": ("configs/cpu.yaml", {}),
     "smollm2-lora-30l": ("configs/cpu.yaml", LM_30_LAYERS),
@@ -82,7 +83,7 @@ LM_MODEL = "smollm2-lora"
 LM_MODELS = (LM_MODEL, "smollm2-lora-30l")
 REFERENCE_MODEL = "sasrec"
 # Paired tests over users of per-user test NDCG@10: (model A, model B), reported as A - B.
-PAIRED_COMPARISONS = [(lm, other) for lm in LM_MODELS for other in (REFERENCE_MODEL, "lstm", "gru4rec")]
+PAIRED_COMPARISONS = [(lm, other) for lm in LM_MODELS for other in (REFERENCE_MODEL, "lstm", "gru4rec", "svae")]
 PAIRED_RESAMPLES = 10_000
 PAIRED_SEED = 0
 DEFAULT_SEEDS = (0, 1, 2)  # the protocol: every model, these 3 seeds

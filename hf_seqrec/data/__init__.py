@@ -6,7 +6,7 @@ from .collator import NextItemCollator, sequence_windows, training_windows
 from .errors import DataValidationError
 from .loading import SUPPORTED_FORMATS, InteractionColumns, ItemColumns, load_interactions, load_items
 from .prepare import DataConfig, PreparedData, prepare_data
-from .splitting import k_core_filter, leave_one_out, user_sequences
+from .splitting import k_core_filter, leave_one_out, user_ratings, user_sequences
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -26,5 +26,6 @@ __all__ = [
     "prepare_data",
     "sequence_windows",
     "training_windows",
+    "user_ratings",
     "user_sequences",
 ]

@@ -65,28 +65,40 @@ def hold_out_items(splits: DatasetDict, cold_items: Sequence[int]) -> tuple[Data
         return [item for item in items if item not in cold]
 
     train = splits["train"]
-    kept = [(user, warm_only(items)) for user, items in zip(train["user_id"], train["items"])]
-    kept = [(user, items) for user, items in kept if len(items) >= MIN_ITEMS_FOR_TRAINING]
-    new_train = Dataset.from_dict(
-        {"user_id": [user for user, _ in kept], "items": [items for _, items in kept]}, features=train.features
-    )
+    # Rated data (a "ratings" column parallel to "items") keeps the ratings of the items it keeps.
+    train_ratings = train["ratings"] if "ratings" in train.column_names else [None] * len(train)
+    kept = [(user, *_warm_rows(items, rated, cold)) for user, items, rated in zip(train["user_id"], train["items"], train_ratings)]
+    kept = [row for row in kept if len(row[1]) >= MIN_ITEMS_FOR_TRAINING]
+    columns = {"user_id": [row[0] for row in kept], "items": [row[1] for row in kept]}
+    if "ratings" in train.column_names:
+        columns["ratings"] = [row[2] for row in kept]
+    new_train = Dataset.from_dict(columns, features=train.features)
     validation = splits["validation"]
-    rows = [(u, warm_only(h), t) for u, h, t in zip(validation["user_id"], validation["history"], validation["target"])]
-    rows_kept = [row for row in rows if row[1]]
-    new_validation = Dataset.from_dict(
-        {"user_id": [r[0] for r in rows_kept], "history": [r[1] for r in rows_kept], "target": [r[2] for r in rows_kept]},
-        features=validation.features,
-    )
+    warm_histories = [warm_only(h) for h in validation["history"]]
+    rows_kept = [index for index, history in enumerate(warm_histories) if history]
+    new_validation = _with_histories(validation, [warm_histories[index] for index in rows_kept], rows_kept)
     test = splits["test"]
     # The last history item of a test row is the validation target; only the part before it is training data.
-    new_test = Dataset.from_dict(
-        {"user_id": test["user_id"], "history": [warm_only(h[:-1]) + h[-1:] for h in test["history"]], "target": test["target"]},
-        features=test.features,
-    )
+    new_test = _with_histories(test, [warm_only(h[:-1]) + h[-1:] for h in test["history"]], range(len(test)))
     report = {
         "n_cold_items": len(cold),
-        "n_train_interactions_removed": sum(len(items) for items in train["items"]) - sum(len(items) for _, items in kept),
+        "n_train_interactions_removed": sum(len(items) for items in train["items"]) - sum(len(row[1]) for row in kept),
         "n_train_users_dropped": len(train) - len(kept),
-        "n_validation_users_dropped": len(rows) - len(rows_kept),
+        "n_validation_users_dropped": len(validation) - len(rows_kept),
     }
     return DatasetDict({"train": new_train, "validation": new_validation, "test": new_test}), report
+
+
+def _with_histories(split: Dataset, histories: list[list[int]], rows: Sequence[int]) -> Dataset:
+    """The evaluation ``rows`` of ``split`` with new histories; every other column (target, its rating) as it was."""
+    columns = {}
+    for name in split.column_names:
+        values = split[name]  # read once: each split[name] builds the whole column
+        columns[name] = histories if name == "history" else [values[i] for i in rows]
+    return Dataset.from_dict(columns, features=split.features)
+
+
+def _warm_rows(items: Sequence[int], ratings: Sequence[float] | None, cold: set[int]) -> tuple[list[int], list[float] | None]:
+    """The items that are not cold, and their ratings (``None`` without ratings)."""
+    keep = [index for index, item in enumerate(items) if item not in cold]
+    return [items[i] for i in keep], None if ratings is None else [ratings[i] for i in keep]

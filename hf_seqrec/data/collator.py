@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import datasets
 import torch
@@ -31,22 +31,33 @@ def sequence_windows(items: Sequence[int], max_len: int) -> list[list[int]]:
     return windows
 
 
-def training_windows(train_split: datasets.Dataset, max_len: int) -> datasets.Dataset:
-    """One row per window: ``input_items`` (all but the last item) and ``labels`` (each next item)."""
-    inputs, labels, users = [], [], []
-    for user_id, items in zip(train_split["user_id"], train_split["items"]):
-        for window in sequence_windows(items, max_len):
-            inputs.append(window[:-1])
-            labels.append(window[1:])
-            users.append(user_id)
-    features = datasets.Features(
-        {
-            "user_id": datasets.Value("string"),
-            "input_items": datasets.Sequence(datasets.Value("int64")),
-            "labels": datasets.Sequence(datasets.Value("int64")),
-        }
-    )
-    return datasets.Dataset.from_dict({"user_id": users, "input_items": inputs, "labels": labels}, features=features)
+def training_windows(train_split: datasets.Dataset, max_len: int, *, with_ratings: bool = False) -> datasets.Dataset:
+    """One row per window: ``input_items`` (all but the last item) and ``labels`` (each next item).
+
+    ``with_ratings``: also ``label_ratings``, the rating of each label (from the split's ``ratings``
+    column), which the collator turns into the rewards of the reward-aware objective.
+    """
+    if with_ratings and "ratings" not in train_split.column_names:
+        raise ValueError("training_windows(with_ratings=True) needs a training split with a 'ratings' column (rated data)")
+    ratings = train_split["ratings"] if with_ratings else [None] * len(train_split)
+    columns: dict[str, list] = {"user_id": [], "input_items": [], "labels": [], **({"label_ratings": []} if with_ratings else {})}
+    for user_id, items, rated in zip(train_split["user_id"], train_split["items"], ratings):
+        # Windows are cut by position alone, so the ratings' windows line up with the items'.
+        rating_windows = sequence_windows(rated, max_len) if with_ratings else None
+        for index, window in enumerate(sequence_windows(items, max_len)):
+            columns["input_items"].append(window[:-1])
+            columns["labels"].append(window[1:])
+            columns["user_id"].append(user_id)
+            if with_ratings:
+                columns["label_ratings"].append(rating_windows[index][1:])
+    features = {
+        "user_id": datasets.Value("string"),
+        "input_items": datasets.Sequence(datasets.Value("int64")),
+        "labels": datasets.Sequence(datasets.Value("int64")),
+    }
+    if with_ratings:
+        features["label_ratings"] = datasets.Sequence(datasets.Value("float64"))
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
 def window_count(num_items: int, max_len: int) -> int:
@@ -68,8 +79,12 @@ class VaryingTrainingWindows(torch.utils.data.Dataset):
     ``(seed, epoch)`` alone (accelerate calls ``set_epoch``), so a resumed run rebuilds the same windows.
     """
 
-    def __init__(self, sequences: Sequence[Sequence[int]], max_len: int, seed: int) -> None:
+    def __init__(
+        self, sequences: Sequence[Sequence[int]], max_len: int, seed: int, ratings: Sequence[Sequence[float]] | None = None
+    ) -> None:
         self.sequences = [list(items) for items in sequences if len(items) >= 2]
+        # With ratings (parallel to sequences), each row also gives the rating of each label ("label_ratings").
+        self.ratings = None if ratings is None else [list(r) for items, r in zip(sequences, ratings) if len(items) >= 2]
         self.max_len = max_len
         self.seed = seed
         # Row -> (user, window index counted from the newest), fixed for the run.
@@ -98,13 +113,15 @@ class VaryingTrainingWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, row: int) -> dict[str, list[int]]:
+    def __getitem__(self, row: int) -> dict[str, list]:
         user, _ = self.rows[row]
         items = self.sequences[user]
         first, end = self._span(row)
         if end <= first:  # every target of this window was left out this epoch: one padding-only row
-            return {"input_items": [items[0]], "labels": [IGNORE_INDEX]}
-        return {"input_items": items[first - 1 : end - 1], "labels": items[first:end]}
+            window = {"input_items": [items[0]], "labels": [IGNORE_INDEX]}
+            return window if self.ratings is None else {**window, "label_ratings": [0.0]}
+        window = {"input_items": items[first - 1 : end - 1], "labels": items[first:end]}
+        return window if self.ratings is None else {**window, "label_ratings": self.ratings[user][first:end]}
 
 
 @dataclass
@@ -115,32 +132,46 @@ class NextItemCollator:
     ``labels``. Evaluation rows (``history``, ``target``) give the most recent ``max_len``
     history items as input, the ``targets``, and every history item as ``seen_items`` (padded
     with -1) so the evaluator can mask items the user already has.
+
+    With a ``reward`` (a function of a rating, e.g. ``hf_seqrec.data.rewards.RewardRules``) training
+    rows must also have ``label_ratings``, and the batch gets ``rewards``: the reward of each label's
+    rating, 0 on padding, for the reward-aware objective.
     """
 
     max_len: int
+    reward: Callable[[float], float] | None = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if "labels" in rows[0]:
             return self._training_batch(rows)
         return self._evaluation_batch(rows)
 
-    def _pad(self, sequences: list[Sequence[int]], value: int) -> torch.Tensor:
+    def _pad(self, sequences: list[Sequence[int]], value: int | float, dtype: torch.dtype = torch.long) -> torch.Tensor:
         width = max(1, max(len(s) for s in sequences))
-        batch = torch.full((len(sequences), width), value, dtype=torch.long)
+        batch = torch.full((len(sequences), width), value, dtype=dtype)
         for row, sequence in enumerate(sequences):
             if len(sequence):
-                batch[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
+                batch[row, : len(sequence)] = torch.as_tensor(sequence, dtype=dtype)
         return batch
 
     def _training_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         inputs = [row["input_items"][-self.max_len :] for row in rows]
         labels = [row["labels"][-self.max_len :] for row in rows]
         input_item_ids = self._pad(inputs, PAD_ITEM)
-        return {
+        batch = {
             "input_item_ids": input_item_ids,
             "attention_mask": self._pad([[1] * len(s) for s in inputs], 0),
             "labels": self._pad(labels, IGNORE_INDEX),
         }
+        if self.reward is not None:
+            batch["rewards"] = self._pad([self._rewards(row) for row in rows], 0.0, torch.float32)
+        return batch
+
+    def _rewards(self, row: dict[str, Any]) -> list[float]:
+        """The reward of each of the row's labels (the same most recent ``max_len`` as the labels)."""
+        if "label_ratings" not in row:
+            raise ValueError("a reward is set but a training row has no 'label_ratings': build the windows with their ratings")
+        return [self.reward(rating) for rating in row["label_ratings"][-self.max_len :]]
 
     def _evaluation_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         histories = [row["history"] for row in rows]

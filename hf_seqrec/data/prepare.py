@@ -32,7 +32,7 @@ from .loading import (
     load_interactions,
     load_items,
 )
-from .splitting import k_core_filter, leave_one_out, user_sequences
+from .splitting import k_core_filter, leave_one_out, user_ratings, user_sequences
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,8 @@ def prepare_data(config: DataConfig) -> PreparedData:
     Steps: load (built-in or files) -> keep ``rating >= min_rating`` -> k-core filter ->
     catalogue of every remaining item in natural id order (numeric ids numerically,
     so runs are deterministic) -> per-user chronological sequences -> leave-one-out.
+    When the interactions have ratings, the splits carry them too (``ratings`` of the
+    training items, ``target_rating`` of each evaluation target).
     """
     interactions, items, sources, (n_loaded, n_after_rating) = _filtered_interactions(config)
     catalog, catalog_report = _build_catalog(interactions["item_id"], items, *sources)
@@ -179,8 +181,9 @@ def prepare_data(config: DataConfig) -> PreparedData:
     sequences = {
         user: [index_of[item] for item in items_of_user] for user, items_of_user in user_sequences(interactions).items()
     }
+    ratings = user_ratings(interactions) if "rating" in interactions.columns else None
     try:
-        splits, split_report = leave_one_out(sequences)
+        splits, split_report = leave_one_out(sequences, ratings)
     except DataValidationError as error:
         hint = "Lower k_core or min_rating, or add interactions" if config.k_core > 1 or config.min_rating is not None else None
         raise _naming_source(error, sources[0], hint=hint) from None

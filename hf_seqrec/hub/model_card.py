@@ -176,6 +176,7 @@ def _backbone_description(backbone: str) -> str:
         "sasrec": "a SASRec-style causal transformer trained from scratch (no pretrained weights)",
         "gru4rec": "a GRU4Rec-style recurrent network trained from scratch (no pretrained weights)",
         "lstm": "an LSTM recommender trained from scratch (no pretrained weights)",
+        "svae": "an SVAE-style variational recurrent network (a GRU with a Gaussian latent per step) trained from scratch (no pretrained weights)",
     }
     if backbone in from_scratch:
         return from_scratch[backbone]
@@ -326,7 +327,31 @@ def _results_section(metrics: dict) -> str:
     cold_start = metrics.get("cold_start")
     if cold_start:
         text += "\n\n" + _cold_start_section(cold_start)
+    by_rating = metrics.get("test_by_rating")
+    if by_rating:
+        text += "\n\n" + _rating_section(by_rating)
     return text
+
+
+def _rating_section(by_rating: dict) -> str:
+    """Test targets the user liked and disliked (rated data), with the bootstrap intervals of HR@10."""
+    lines = [
+        "### By the rating of the test target",
+        "",
+        f"Protocol: {by_rating.get('protocol', '')}.",
+        "",
+        "| Test targets | Users | HR@10 | HR@10 95% interval | NDCG@10 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, rule in (("liked", f">= {by_rating.get('liked_min_rating')}"), ("disliked", f"<= {by_rating.get('disliked_max_rating')}")):
+        metrics = by_rating.get(f"test_{name}") or {}
+        interval = (metrics.get("intervals") or {}).get("hr@10")
+        shown = f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval and all(_is_number(v) for v in interval) else "n/a"
+        lines.append(
+            f"| {name} (rating {rule}) | {by_rating.get(f'n_test_users_{name}')} | {_fmt(metrics.get('hr@10'))} | {shown} | "
+            f"{_fmt(metrics.get('ndcg@10'))} |"
+        )
+    return "\n".join(lines)
 
 
 def _cold_start_section(cold_start: dict) -> str:

@@ -11,7 +11,7 @@ Built-in aliases
     A two-layer Llama with random weights (fixed seed) and a byte-level tokenizer, for
     tests and smoke runs. It is written to the cache once, so every load gives the same
     weights.
-``sasrec``, ``gru4rec``, ``lstm``
+``sasrec``, ``gru4rec``, ``lstm``, ``svae``
     From-scratch baseline backbones (see ``baselines.py``): no pretrained weights and no
     tokenizer; they are built from a config and trained in full.
 """
@@ -97,9 +97,10 @@ def load_backbone(
     is never built, since hf_seqrec scores items with its own tied item table. ``backbone_layers``
     keeps only the first decoder layers of a pretrained backbone (see :func:`load_pretrained_decoder`).
 
-    A baseline alias (``sasrec``, ``gru4rec``, ``lstm``) gives a freshly initialised backbone
+    A baseline alias (``sasrec``, ``gru4rec``, ``lstm``, ``svae``) gives a freshly initialised backbone
     and no tokenizer (``None``); ``baseline_options`` (``hidden_size``, ``max_len``, ``dropout``,
-    ``num_layers``, ``num_heads``) size it. They are refused for any other backbone.
+    ``num_layers``, ``num_heads``, and SVAE's ``latent_size``, ``kl_anneal_cap``, ``kl_anneal_steps``,
+    ``latent_decoder``) size it. They are refused for any other backbone.
     """
     if is_baseline_backbone(name_or_path):
         if backbone_layers is not None:

@@ -42,6 +42,8 @@ POPULARITY_FILE = "item_popularity.json"
 TEXT_ENCODINGS_FILE = "item_text_encodings.safetensors"
 # input_mode="id+text": every item's text token ids (text_inputs.py).
 ITEM_TEXT_TOKENS_FILE = "item_text_tokens.safetensors"
+# A model trained with the reward-aware objective: its Q-learning head (q_learning.py).
+Q_HEAD_FILE = "q_head.safetensors"
 # The next-item pipeline (hf_seqrec/pipelines/next_item.py), copied next to the model code in every checkpoint.
 PIPELINE_FILE = "next_item.py"
 # Same-folder modules next_item.py imports (explanations, inference precision), copied with it.
@@ -50,7 +52,7 @@ PIPELINE_TASK = "next-item"
 # Every file save_pretrained (and the training loop) may write besides config.json and the model code.
 CHECKPOINT_FILES = (
     ITEM_TABLE_FILE, ADAPTER_FILE, ADAPTER_CONFIG_FILE, BACKBONE_FILE, CATALOG_FILE, POPULARITY_FILE,
-    TEXT_ENCODINGS_FILE, ITEM_TEXT_TOKENS_FILE, PIPELINE_FILE, *PIPELINE_MODULE_FILES,
+    TEXT_ENCODINGS_FILE, ITEM_TEXT_TOKENS_FILE, Q_HEAD_FILE, PIPELINE_FILE, *PIPELINE_MODULE_FILES,
 )
 # Label of a position without a next item (the collator pads labels with it; the loss skips it).
 IGNORE_INDEX = -100

@@ -6,6 +6,7 @@ from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
 
+from .q_learning import check_q_head_options
 from .text_encoding import TEXT_ENCODERS, check_text_prompt
 
 # How a text tower builds an item's vector (see ItemTable in item_table.py).
@@ -212,6 +213,12 @@ class SeqRecConfig(PretrainedConfig):
         residual_dropout (`float`, defaults to 0.0):
             Dropout on what every decoder layer's attention and MLP add to the residual stream (training
             only), as from-scratch transformers like SASRec use; a pretrained LM has none of its own.
+        q_head (`dict`, *optional*):
+            The reward-aware objective (SQN, see `q_learning.py`): a Q-learning head next to the next-item head,
+            trained with a TD loss from per-position rewards. `{"discount": gamma, "weight": w}` (and, for the
+            record, `"reward"`: the rating rules the rewards came from). Unset: no head, and `config.json` has no
+            `q_head` key at all, so models trained without the objective save exactly as before. Recommendations
+            always come from the next-item head.
         initializer_range (`float`, defaults to 0.02):
             Std of the normal initialisation of the item table when it is not initialised from text.
     """
@@ -253,6 +260,7 @@ class SeqRecConfig(PretrainedConfig):
         item_scoring: str = "dot",
         hidden_dropout: float = 0.0,
         residual_dropout: float = 0.0,
+        q_head: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         check_model_options(
@@ -308,6 +316,9 @@ class SeqRecConfig(PretrainedConfig):
         self.item_scoring = item_scoring
         self.hidden_dropout = hidden_dropout
         self.residual_dropout = residual_dropout
+        if q_head is not None:  # set only when used: a config without the objective serialises as before
+            check_q_head_options(q_head)
+            self.q_head = dict(q_head)
         if not __name__.startswith("transformers_modules."):
             # A checkpoint names its own copy of the pipeline in "custom_pipelines" (for processes
             # without hf_seqrec). transformers prefers that entry to the registered "next-item" task and

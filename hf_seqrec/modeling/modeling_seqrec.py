@@ -20,7 +20,7 @@ from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import ModelOutput
 
 # Same-folder import (copied into checkpoints with this file): registers the from-scratch baseline
-# backbones with AutoConfig/AutoModel, so a GRU4Rec or LSTM checkpoint rebuilds its backbone anywhere.
+# backbones with AutoConfig/AutoModel, so a GRU4Rec, LSTM or SVAE checkpoint rebuilds its backbone anywhere.
 from .baselines import is_baseline_backbone
 from .checkpoint_format import (
     ADAPTER_CONFIG_FILE,
@@ -41,6 +41,7 @@ from .checkpoint_format import (
 )
 from .configuration_seqrec import SeqRecConfig
 from .item_table import PROJECTION, ItemTable
+from .q_learning import QHead
 from .text_inputs import ItemTextInputs, gather_item_states
 from .text_encoding import TOKEN_EMBEDDINGS, adapters_disabled, contextual_encodings, mean_token_embeddings, render_prompt
 
@@ -57,11 +58,16 @@ class NextItemOutput(ModelOutput):
             position (the one a recommendation is made from).
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, seq_len, hidden_size)`):
             The backbone's final hidden states.
+        kl (`torch.FloatTensor` of shape `()`, *optional*):
+            With `labels` and a backbone with a latent per position (SVAE): its KL divergence from the
+            prior, averaged over the labelled positions like the cross-entropy. `loss` includes it
+            times the backbone's annealed weight (`kl_weight`).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
+    kl: torch.FloatTensor | None = None
 
 
 class SeqRecPreTrainedModel(PreTrainedModel):
@@ -133,6 +139,9 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             if config.input_mode == "id+text"
             else None
         )
+        # The reward-aware objective (SQN): a Q-learning head trained next to the next-item head (q_learning.py).
+        q_head = getattr(config, "q_head", None)
+        self.q_head = QHead(config.hidden_size, q_head["discount"], q_head["weight"]) if q_head else None
         # Weight init runs before LoRA is attached: initialising after would overwrite the
         # adapter's zero-initialised B matrices and the model would not start from the backbone.
         self.post_init()
@@ -172,9 +181,10 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         noise; measured on MovieLens-100K this nearly doubles NDCG@10 after one epoch.
 
         `pretrained` defaults to `True` for a language model. A baseline alias (`sasrec`, `gru4rec`,
-        `lstm`) is always from scratch, trained in full (`use_lora=False`) and has no tokenizer (the
+        `lstm`, `svae`) is always from scratch, trained in full (`use_lora=False`) and has no tokenizer (the
         second return value is `None`, so give `num_items`, not `item_texts`); `backbone_options`
-        (`hidden_size`, `max_len`, `dropout`, `num_layers`, `num_heads`) size it.
+        (`hidden_size`, `max_len`, `dropout`, `num_layers`, `num_heads`, and SVAE's `latent_size`,
+        `kl_anneal_cap`, `kl_anneal_steps`, `latent_decoder`) size it.
         """
         from .backbones import load_backbone
 
@@ -341,22 +351,25 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         attention_mask: torch.Tensor,
         input_item_ids: torch.LongTensor | None,
         **kwargs: Any,
-    ) -> torch.Tensor:
-        """`[batch, items, hidden]`: the backbone's hidden state at each item, whatever the input mode.
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`[batch, items, hidden]`: the backbone's hidden state at each item, whatever the input mode; and
+        `[batch, items]`: the KL divergence of each item's latent from its prior where the backbone has one
+        (the `kl` of SVAE's output), else `None`.
 
         With `input_mode="id+text"` the backbone reads a longer sequence (the most recent items are
         followed by their text's token embeddings, see text_inputs.py) and each item's state is
         taken at its last position, where the next item is predicted from.
         """
         if self.item_text_inputs is None:
-            return self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs).last_hidden_state
+            output = self.backbone(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
+            return output.last_hidden_state, getattr(output, "kl", None)
         if input_item_ids is None:
             raise ValueError("input_mode='id+text' needs input_item_ids: an item's text tokens are looked up by its id")
         layout = self.item_text_inputs.layout(input_item_ids, attention_mask)
         token_embedding = self.get_backbone().get_input_embeddings()  # frozen: LoRA does not adapt it
         expanded = self.item_text_inputs.expand(inputs_embeds, token_embedding, layout)
         hidden = self.backbone(inputs_embeds=expanded, attention_mask=layout.attention_mask, **kwargs).last_hidden_state
-        return gather_item_states(hidden, layout.last_positions)
+        return gather_item_states(hidden, layout.last_positions), None  # a pretrained LM: no latent
 
     # ----------------------------------------------------------------------------- forward
     def score(
@@ -406,6 +419,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         num_items_in_batch: int | torch.Tensor | None = None,
         return_logits: bool | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        training_step: int | None = None,
+        rewards: torch.FloatTensor | None = None,
         **kwargs: Any,
     ) -> NextItemOutput:
         r"""
@@ -427,6 +442,14 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
                 The input vector of each position instead of `input_item_ids`, as
                 `model.get_input_embeddings()(input_item_ids)` gives them: lets attribution methods
                 (integrated gradients) differentiate the scores with respect to the items read.
+            training_step (`int`, *optional*):
+                Optimizer steps taken so far, which the training loop passes: with a backbone that has a
+                latent (SVAE), the weight of its KL term follows the backbone's annealing schedule from it
+                (`None`: the schedule's cap). Other backbones ignore it.
+            rewards (`torch.FloatTensor` of shape `(batch_size, seq_len)`, *optional*):
+                With `labels`, on a model with a Q-learning head (`config.q_head`): the reward of choosing each
+                position's label. The loss then adds the head's TD loss (SQN, q_learning.py), averaged over the
+                same positions as the cross-entropy. The logits are the next-item head's either way.
         """
         if (input_item_ids is None) == (inputs_embeds is None):
             raise ValueError("SeqRecForNextItem.forward takes exactly one of input_item_ids and inputs_embeds")
@@ -438,9 +461,10 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.item_table(input_item_ids, table)
         inputs_embeds = self.item_dropout(inputs_embeds)
-        hidden = self.hidden_dropout(self._item_hidden_states(inputs_embeds, attention_mask, input_item_ids, **kwargs))
+        hidden, position_kl = self._item_hidden_states(inputs_embeds, attention_mask, input_item_ids, **kwargs)
+        hidden = self.hidden_dropout(hidden)
 
-        loss = None
+        loss = kl = None
         if labels is not None:
             labelled = labels != IGNORE_INDEX
             # Only labelled positions are scored: the [positions, num_items] logits are the
@@ -448,13 +472,22 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             denominator = num_items_in_batch if num_items_in_batch is not None else labelled.sum().clamp(min=1)
             loss_offsets = self.item_table.untrained_items_left_out(offsets)
             loss = self._summed_cross_entropy(hidden[labelled], labels[labelled], table, loss_offsets) / denominator
+            if position_kl is not None:
+                # SVAE's regulariser, averaged over the same positions as the cross-entropy, weighted by its annealed beta.
+                kl = position_kl[labelled].sum() / denominator
+                loss = loss + self.get_backbone().kl_weight(training_step) * kl
+            if rewards is not None:
+                if self.q_head is None:
+                    raise ValueError("rewards were given, but this model has no Q-learning head (config.q_head is unset)")
+                item_vectors = self.item_table.output_vectors(table)
+                loss = loss + self.q_head.loss(hidden, item_vectors, attention_mask, labels, rewards) / denominator
 
         logits = None
         if return_logits if return_logits is not None else labels is None:
             last_position = attention_mask.sum(dim=1).clamp(min=1) - 1
             last_hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), last_position]
             logits = self.score(last_hidden, table, offsets).float()
-        return NextItemOutput(loss=loss, logits=logits, last_hidden_state=hidden)
+        return NextItemOutput(loss=loss, logits=logits, last_hidden_state=hidden, kl=kl)
 
     # ----------------------------------------------------------------------------- saving
     def save_pretrained(
@@ -495,6 +528,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         save_safetensors_atomic(_cpu_state(self.item_table.state_dict()), directory / ITEM_TABLE_FILE)
         if self.item_text_inputs is not None:
             self.item_text_inputs.save(directory)
+        if self.q_head is not None:
+            self.q_head.save(directory)
         if self.item_popularity is not None:
             write_item_popularity(directory, self.item_popularity, source="training sequences (items added later count 0)")
         if self.config.use_lora:
@@ -550,6 +585,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         model.item_table.load_state_dict(load_file(directory / ITEM_TABLE_FILE))
         if model.item_text_inputs is not None:
             model.item_text_inputs.load(directory)
+        if model.q_head is not None:
+            model.q_head.load(directory)
         if config.use_lora:
             _load_adapter_weights(model.backbone, directory / ADAPTER_FILE)
         if (directory / CATALOG_FILE).is_file():

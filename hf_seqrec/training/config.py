@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import math
 import types
 import typing
 import warnings
@@ -29,6 +30,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from ..data.prepare import DataConfig
+from ..data.rewards import RewardRules, RewardSyntaxError
 from ..modeling.baselines import BASELINE_BACKBONES, BASELINE_SIZES, POPULARITY, baseline_sizes
 from ..modeling.configuration_seqrec import (
     DEFAULT_ITEM_ID_DROPOUT,
@@ -36,6 +38,7 @@ from ..modeling.configuration_seqrec import (
     TEXT_ITEMS_IN_CONTEXT,
     check_model_options,
 )
+from ..modeling.q_learning import DEFAULT_DISCOUNT, DEFAULT_WEIGHT
 
 
 class ConfigError(ValueError):
@@ -55,7 +58,7 @@ class ModelArguments:
         default="smollm2-135m",
         metadata={
             "help": "backbone alias (smollm2-135m, tiny-llama), local directory or Hub id; or a baseline: sasrec, "
-            "gru4rec, lstm (from scratch), popularity"
+            "gru4rec, lstm, svae (from scratch), popularity"
         },
     )
     backbone_layers: int | None = field(
@@ -184,7 +187,7 @@ class ModelArguments:
         default=0.0,
         metadata={"help": "dropout on each decoder layer's attention and MLP outputs (pretrained LM backbones)"},
     )
-    # from-scratch baseline backbones only (sasrec, gru4rec, lstm; none = the baseline's default)
+    # from-scratch baseline backbones only (sasrec, gru4rec, lstm, svae; none = the baseline's default)
     hidden_size: int | None = field(
         default=None, metadata={"help": "baselines: width of the item table and the backbone (default 64)"}
     )
@@ -194,6 +197,22 @@ class ModelArguments:
     )
     num_heads: int | None = field(default=None, metadata={"help": "baselines: attention heads (sasrec only, default 1)"})
     dropout: float | None = field(default=None, metadata={"help": "baselines: dropout inside the backbone (default 0.2)"})
+    # the svae baseline only (none = its default)
+    latent_size: int | None = field(default=None, metadata={"help": "svae: width of each step's Gaussian latent (default 64)"})
+    kl_anneal_cap: float | None = field(
+        default=None, metadata={"help": "svae: the largest weight of the KL term, reached after kl_anneal_steps (default 0.2)"}
+    )
+    kl_anneal_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "svae: optimizer steps over which the KL weight rises linearly from 0 to kl_anneal_cap "
+            "(default 2000; 0 = the cap from the first step)"
+        },
+    )
+    latent_decoder: str | None = field(
+        default=None,
+        metadata={"help": 'svae: "tanh" (one tanh hidden layer, as in the paper; the default) or "linear" from latent to output'},
+    )
 
     def __post_init__(self) -> None:
         _coerce_fields(self, ModelArguments)
@@ -252,7 +271,7 @@ class ModelArguments:
             given = [name for name in BASELINE_SIZES if getattr(self, name) is not None]
             if given:
                 raise ConfigError(
-                    f"{', '.join(given)}: only size the from-scratch baselines ({', '.join(BASELINE_BACKBONES)}); "
+                    f"{', '.join(given)}: apply only to the from-scratch baselines ({', '.join(BASELINE_BACKBONES)}); "
                     f"the {self.backbone!r} backbone brings its own architecture"
                 )
         if self.is_baseline:
@@ -358,6 +377,20 @@ class RunArguments:
         metadata={"help": "with --teacher: loss = (1 - w) * cross-entropy + w * T^2 * KL(teacher || student)"},
     )
     distill_temperature: float = field(default=1.0, metadata={"help": "with --teacher: softmax temperature T of both"})
+    # the reward-aware objective (SQN: a Q-learning head next to the next-item head)
+    reward: str | None = field(
+        default=None,
+        metadata={
+            "help": 'reward of an interaction from its rating, as ordered rules ending in else, e.g. "rating>=4:1.0,else:0.2"; '
+            "trains a Q-learning head on these rewards next to the next-item head (SQN); needs rated data"
+        },
+    )
+    reward_weight: float = field(
+        default=DEFAULT_WEIGHT, metadata={"help": "with --reward: weight of the TD loss added to the cross-entropy"}
+    )
+    reward_discount: float = field(
+        default=DEFAULT_DISCOUNT, metadata={"help": "with --reward: discount gamma of future rewards (SQN's 0.5)"}
+    )
     # output
     output_dir: str = field(
         default="runs/smollm2-ml100k", metadata={"help": "where the checkpoint, metrics and logs go"}
@@ -404,12 +437,29 @@ class RunArguments:
             raise ConfigError(f"distill_temperature: expected a positive temperature, got {self.distill_temperature}")
         if self.teacher is not None and not (Path(self.teacher) / "config.json").is_file():
             raise ConfigError(f"teacher: expected a trained hf_seqrec run directory with config.json, got {self.teacher!r}")
+        self._check_reward_options()
         if self.warmup_steps and self.lr_scheduler == "constant":
             warnings.warn(
                 "warmup_steps: the constant scheduler has no warm-up; use constant_with_warmup to warm up",
                 UserWarning,
                 stacklevel=3,
             )
+
+
+    def _check_reward_options(self) -> None:
+        """A readable ``--reward`` and a usable weight and discount; the two alone, without ``--reward``, are a warning."""
+        if self.reward is None:
+            if (self.reward_weight, self.reward_discount) != (DEFAULT_WEIGHT, DEFAULT_DISCOUNT):
+                warnings.warn("reward_weight, reward_discount: set but --reward is not, so they are not used", UserWarning, stacklevel=4)
+            return
+        try:
+            RewardRules.parse(self.reward)
+        except RewardSyntaxError as error:
+            raise ConfigError(str(error)) from None
+        if not (self.reward_weight > 0 and math.isfinite(self.reward_weight)):
+            raise ConfigError(f"reward_weight: expected a positive weight, got {self.reward_weight}")
+        if not 0.0 <= self.reward_discount < 1.0:
+            raise ConfigError(f"reward_discount: expected a discount in [0, 1), got {self.reward_discount}")
 
 
 @dataclass
@@ -428,6 +478,19 @@ class FinetuneConfig(RunArguments, ModelArguments, DataConfig):
             raise ConfigError(str(error)) from None
         ModelArguments.__post_init__(self)
         RunArguments.__post_init__(self)
+        self._check_reward_data()
+
+    def _check_reward_data(self) -> None:
+        """``--reward`` needs a model to hold the Q-learning head and a rating on every interaction."""
+        if self.reward is None:
+            return
+        if self.backbone == POPULARITY:
+            raise ConfigError("reward: the popularity baseline is a count, not a model; there is no encoder for a Q-learning head")
+        if not self.is_builtin and self.rating_column is None:
+            raise ConfigError(
+                f"reward: rewards are computed from ratings, but no rating column is named for {self.dataset}; "
+                "set --rating_column to the interactions column that holds the ratings"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

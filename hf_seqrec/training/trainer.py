@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from ..data.prepare import PreparedData, prepare_data
 from ..data.sampling import LengthGroupedSampler
 from ..evaluation.cold_start import cold_start_metrics, cold_start_summary
 from ..evaluation.evaluator import rank_targets
+from ..evaluation.ratings import rating_summary
 from ..evaluation.ranking import evaluation_protocol, full_ranking_metrics, user_counts
 from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
 from ..modeling import SeqRecForNextItem
@@ -47,6 +48,7 @@ from ..modeling.baselines import BASELINE_SIZES, POPULARITY, PopularityRecommend
 from .config import ConfigError, FinetuneConfig, resolve_mixed_precision
 from .console import TrainingConsole
 from .distillation import distillation_term, load_teacher
+from .reward_objective import check_rated_data, q_head_settings, rating_report, reward_function, test_target_ratings
 from .output_dir import (
     BEST_MODEL_DIR,
     CHECKPOINTS_DIR,
@@ -127,6 +129,7 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         item_scoring=config.item_scoring,
         hidden_dropout=config.hidden_dropout,
         residual_dropout=config.residual_dropout,
+        q_head=q_head_settings(config),  # None without --reward: no head, and config.json as before
     )
     model.item_catalog = prepared.catalog
     if config.input_mode == "id+text" and not config.item_text_init:
@@ -169,9 +172,12 @@ def build_optimizer(model: SeqRecForNextItem, config: FinetuneConfig) -> torch.o
 
 def build_training_windows(train_split, config: FinetuneConfig):
     """The training windows: cut at the same places every epoch, or (``vary_windows``) at new places every epoch."""
+    # With --reward each window also carries the ratings of its labels, which the collator turns into rewards.
+    rated = config.reward is not None
     if config.vary_windows:
-        return VaryingTrainingWindows(train_split["items"], config.max_len, seed=config.seed)
-    return training_windows(train_split, config.max_len)
+        ratings = train_split["ratings"] if rated else None
+        return VaryingTrainingWindows(train_split["items"], config.max_len, seed=config.seed, ratings=ratings)
+    return training_windows(train_split, config.max_len, with_ratings=rated)
 
 
 def training_loader(windows, config: FinetuneConfig, collator: NextItemCollator) -> DataLoader:
@@ -245,6 +251,24 @@ def _torch_rng_fingerprint() -> str:
     return hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()[:16]
 
 
+def _resumed_epoch_batches(accelerator: Accelerator, train_loader: DataLoader, consumed: int) -> Iterator[Any]:
+    """The rest of a resumed epoch (``skip_first_batches``), started without a draw from the restored torch RNG.
+
+    Starting an epoch's iterator draws from torch's global RNG (the DataLoader's base seed). The killed run
+    made that draw when its epoch began, before its checkpoint saved the RNG state; the resumed run starts a
+    new iterator after ``load_state`` restored that state. Left alone, this second draw would shift every later
+    dropout mask and latent sample (SVAE), and a model with randomness in training would not continue as the
+    killed run would have. So the first fetch, which starts the iterator, runs on a copy of the RNG state.
+    """
+    iterator = iter(accelerator.skip_first_batches(train_loader, consumed))
+    with torch.random.fork_rng(devices=[]):
+        first = next(iterator, None)
+    if first is None:
+        return
+    yield first
+    yield from iterator
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -257,7 +281,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     output_dir = check_output_dir(config)
     accelerator = _make_accelerator(config, output_dir)
     prepared = _prepare_run(config, output_dir, accelerator)
-    collator = NextItemCollator(max_len=config.max_len)
+    collator = NextItemCollator(max_len=config.max_len, reward=reward_function(config))
     train_loader = training_loader(build_training_windows(prepared.splits["train"], config), config, collator)
     validation_loader = _evaluation_loader(prepared.splits["validation"], config, collator)
     test_loader = _evaluation_loader(prepared.splits["test"], config, collator)
@@ -284,7 +308,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         model.train()
         train_loader.set_epoch(state.epoch)
         # A resumed epoch skips the batches the killed run had already trained on.
-        batches = accelerator.skip_first_batches(train_loader, state.step_in_epoch) if state.step_in_epoch else train_loader
+        batches = _resumed_epoch_batches(accelerator, train_loader, state.step_in_epoch) if state.step_in_epoch else train_loader
         clock = time.perf_counter()
         for batch in batches:
             with accelerator.accumulate(model):
@@ -292,7 +316,8 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
                 # Divide by the global count / processes: DDP's gradient mean then equals the
                 # gradient of the mean loss over the whole (split) batch.
                 denominator = labelled.float() / accelerator.num_processes
-                outputs = model(**batch, num_items_in_batch=denominator)
+                # training_step: the KL weight of an SVAE backbone anneals with the optimizer steps taken (restored on resume).
+                outputs = model(**batch, num_items_in_batch=denominator, training_step=state.global_step)
                 loss = outputs.loss
                 if teacher is not None:
                     distilled = distillation_term(
@@ -373,6 +398,7 @@ def _prepare_run(config: FinetuneConfig, output_dir: Path, accelerator: Accelera
     if accelerator is not None:
         accelerator.wait_for_everyone()
     prepared = prepare_data(config.data_config())
+    check_rated_data(config, prepared)
     config.record_data_report(prepared.report)  # training_config.yaml says how the data was read
     if config.cold_start_fraction:
         apply_cold_start(prepared, config.cold_start_fraction, config.seed)
@@ -559,6 +585,9 @@ def _write_test_ranks(output_dir: Path, prepared: PreparedData, config: Finetune
         "ranks": ranks,
         "target_train_counts": [int(train_counts[target]) for target in targets],
     }
+    ratings = test_target_ratings(prepared, config.eval_max_users)
+    if ratings is not None:  # rated data: each test target's rating, so benchmarks can pair runs on liked targets
+        payload["target_ratings"] = ratings
     write_json_atomic(output_dir / TEST_RANKS_FILE, payload)
 
 
@@ -604,6 +633,10 @@ def _results(
     if config.cold_start_fraction:
         results["cold_start"] = _cold_start_report(final.test_ranks, prepared, config)
         show(cold_start_summary(results["cold_start"]))
+    by_rating = rating_report(final.test_ranks, prepared, config)
+    if by_rating is not None:  # rated data: the test metrics of the liked and of the disliked targets
+        results["test_by_rating"] = by_rating
+        show(rating_summary(by_rating))
     return results
 
 
