@@ -395,6 +395,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--objectives", default=",".join(OBJECTIVES), help=f"comma-separated subset of {', '.join(OBJECTIVES)}")
     parser.add_argument("--runs_dir", default="runs/reward", help="where the run directories go")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--name", help="results file stem (default reward, or reward-quick with --quick)")
@@ -412,12 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    if unknown := [o for o in objectives if o not in OBJECTIVES]:
+        raise SystemExit(f"unknown objective(s) {unknown}; choose from {', '.join(OBJECTIVES)}")
     name = args.name or ("reward-quick" if args.quick else "reward")
     results_dir = Path(args.results_dir)
     runs_dir = Path(args.runs_dir) if Path(args.runs_dir).is_absolute() else REPO / args.runs_dir
     rows = load_results(results_dir / f"{name}.json").get("rows", [])
     for model in [] if args.report_only else models:
-        for objective in OBJECTIVES:
+        for objective in objectives:
             for seed in seeds:
                 row = run_one(model, objective, seed, runs_dir, args.quick, args.reuse_finished)
                 print(f"[reward] {run_name(model, objective, seed)}: NDCG@10 {_with_interval(row['ndcg@10'], None)}, liked HR@10 "
