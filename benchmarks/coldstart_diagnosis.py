@@ -82,9 +82,12 @@ def main() -> None:
     table = model.item_table
     with torch.no_grad():
         vectors = table.vectors().float()
-        id_rows = table.weight if table.text_design == "projection" else table.bounded_deltas()
-        id_part = id_rows * table.has_id_embedding[:, None] if table.text_tower else torch.zeros_like(table.weight)
-        text_vectors = (vectors - id_part).float() if table.text_tower else vectors
+        if table.text_tower and table.text_design != "projection":
+            text_vectors = table.content_vectors().float()  # the content vector: what an item without a delta is
+        elif table.text_tower:
+            text_vectors = (vectors - table.weight * table.has_id_embedding[:, None]).float()
+        else:
+            text_vectors = vectors
     targets = torch.tensor(test["target"])
     histories = [row["history"] for row in rows]
     is_cold = np.array([target in cold_set for target in test["target"]])

@@ -4,6 +4,7 @@
     python benchmarks/reward.py                                    # sasrec and the LM, with and without, seeds 0,1,2
     python benchmarks/reward.py --models sasrec --seeds 0          # a subset; rows are merged into the results
     python benchmarks/reward.py --reuse_finished                   # take rows from finished runs whose config matches
+    python benchmarks/reward.py --cross_entropy_runs_dir runs/quality  # cross-entropy rows from the quality benchmark's runs
     python benchmarks/reward.py --quick --results_dir /tmp/r       # a few steps per run: checks the wiring only
     python benchmarks/reward.py --report_only                      # rebuild the table from the JSON
 
@@ -17,6 +18,14 @@ interval from ``metrics.json``, and the per-user test ranks and target ratings f
 for the paired tests: per model, SQN minus cross-entropy on liked-target HR@10, overall NDCG@10 and
 disliked-target HR@10, user by user, pooled over the seeds both have, with a paired bootstrap over
 users. Results: ``<results_dir>/reward.json`` and ``reward.md`` (``reward-quick.*`` with ``--quick``).
+
+The quality benchmark (``benchmarks/quality.py``) runs the same two config files under the same model names
+with nothing added, so its finished runs are this benchmark's cross-entropy runs: ``--cross_entropy_runs_dir``
+takes the cross-entropy row of model M, seed S from ``<dir>/<M>-seed<S>`` when that run's recorded
+configuration is the one this benchmark would run. A run made before runs recorded the target ratings is
+re-evaluated with ``scripts/evaluate_checkpoint.py --ranks_output`` into ``<runs_dir>/reevaluated/<M>-seed<S>``
+(the quality run's own files are never written; with ``--reuse_finished`` a re-evaluation made after the run
+finished is reused), and its row says so, with the command.
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ from benchmark_utils import (
 from quality import _json_text, finished_run_matches, ndcg_at_10
 
 TEST_RANKS_FILE = "test_ranks.json"  # hf_seqrec.training.output_dir.TEST_RANKS_FILE (not imported: no torch needed here)
+EVALUATE = REPO / "scripts" / "evaluate_checkpoint.py"
+REEVALUATED_DIR = "reevaluated"  # under --runs_dir: re-evaluations of other benchmarks' runs, whose own files stay as they are
 REWARD = "rating>=4:1.0,else:0.2"
 LIKED_MIN_RATING, DISLIKED_MAX_RATING = 4.0, 2.0  # hf_seqrec.evaluation.ratings
 MODELS: dict[str, str] = {"sasrec": "configs/sasrec.yaml", "smollm2-lora": "configs/cpu.yaml"}
@@ -114,11 +125,18 @@ def run_one(model: str, objective: str, seed: int, runs_dir: Path, quick: bool, 
     return row
 
 
-def row_from_run(run_dir: Path, model: str, objective: str) -> dict[str, Any]:
-    """One row from a finished run directory of scripts/finetune.py on rated data."""
+def row_from_run(run_dir: Path, model: str, objective: str, evaluation_dir: Path | None = None) -> dict[str, Any]:
+    """One row from a finished run directory of scripts/finetune.py on rated data.
+
+    ``evaluation_dir``: a re-evaluation of the run's checkpoint (``reevaluate``) whose test metrics, rating
+    breakdown and test ranks replace the run's own, for a run made before runs recorded them.
+    """
     import yaml
 
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    if evaluation_dir is not None:
+        evaluated = json.loads((evaluation_dir / "metrics.json").read_text(encoding="utf-8"))
+        metrics.update({key: evaluated[key] for key in ("test", "test_by_rating") if key in evaluated})
     if "test_by_rating" not in metrics:
         raise ValueError(f"{run_dir}/metrics.json has no test_by_rating: the run's data had no ratings, or it predates them")
     config = yaml.safe_load((run_dir / "training_config.yaml").read_text(encoding="utf-8"))
@@ -138,7 +156,7 @@ def row_from_run(run_dir: Path, model: str, objective: str) -> dict[str, Any]:
         train_seconds=training.get("train_seconds"),
         run_dir=display_path(run_dir),
         machine=machine_summary(),
-        test_ranks=read_test_ranks(run_dir),
+        test_ranks=read_test_ranks(evaluation_dir or run_dir),
     )
     return row
 
@@ -158,6 +176,111 @@ def read_test_ranks(run_dir: Path) -> dict[str, list] | None:
     if "target_ratings" not in saved:
         return None
     return {"user_ids": [str(u) for u in saved["user_ids"]], "ranks": [int(r) for r in saved["ranks"]], "target_ratings": saved["target_ratings"]}
+
+
+# ----------------------------------------------------------------------------- cross-entropy rows from the quality benchmark
+def row_for(model: str, objective: str, seed: int, args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
+    """A run's row: with ``--cross_entropy_runs_dir``, a cross-entropy row from the quality run that matches; else ``run_one``."""
+    if objective == BASELINE_OBJECTIVE and args.cross_entropy_runs_dir:
+        row = quality_run_row(model, seed, repo_path(args.cross_entropy_runs_dir), runs_dir, args.quick, args.reuse_finished)
+        if row is not None:
+            return row
+    return run_one(model, objective, seed, runs_dir, args.quick, args.reuse_finished)
+
+
+def quality_run_row(
+    model: str, seed: int, quality_runs_dir: Path, runs_dir: Path, quick: bool, reuse_finished: bool
+) -> dict[str, Any] | None:
+    """The cross-entropy row of ``model`` and ``seed`` from the quality benchmark's run ``<quality_runs_dir>/<model>-seed<seed>``.
+
+    None where that run is missing, unfinished or made with another configuration than this benchmark's
+    cross-entropy run would have (this benchmark then trains its own). A run without target ratings in its
+    test_ranks.json is re-evaluated into ``<runs_dir>/reevaluated/<model>-seed<seed>``.
+    """
+    run_dir = quality_runs_dir / f"{model}-seed{seed}"
+    command = run_command(model, BASELINE_OBJECTIVE, seed, run_dir, quick)
+    if not finished_run_matches(command, run_dir):
+        return None
+    name = run_name(model, BASELINE_OBJECTIVE, seed)
+    print(f"[reward] {name}: reusing {run_dir}, the quality benchmark's run with the same configuration", flush=True)
+    reevaluated, evaluation_dir = None, None
+    if not has_rated_results(run_dir):
+        evaluation_dir = runs_dir / REEVALUATED_DIR / f"{model}-seed{seed}"
+        reevaluated = reevaluate(run_dir, evaluation_dir, runs_dir / "logs" / f"{name}-reevaluate.log", reuse_finished)
+    row = row_from_run(run_dir, model, BASELINE_OBJECTIVE, evaluation_dir)
+    row.update(command=shlex.join(relative_command(command)), wall_seconds=None, quick=quick, reused=True, reevaluated=reevaluated)
+    return row
+
+
+def repo_path(path: str) -> Path:
+    """A directory option: absolute as given, else relative to the repository root (where every run command runs)."""
+    return Path(path) if Path(path).is_absolute() else REPO / path
+
+
+def has_rated_results(run_dir: Path) -> bool:
+    """Whether the run recorded ``test_by_rating`` in metrics.json and each test target's rating in test_ranks.json."""
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    return "test_by_rating" in metrics and read_test_ranks(run_dir) is not None
+
+
+def reevaluation_command(run_dir: Path, output_dir: Path) -> list[str]:
+    """``scripts/evaluate_checkpoint.py`` on the run's final checkpoint (the top of its directory) with the run's own test settings.
+
+    The run's eval batch size, bootstrap samples and first-N users, and (read by the script from the
+    training_config.yaml next to the checkpoint) its data and precision: what the trainer's final test used,
+    so the ranks are the run's and ``test_by_rating`` is what the run would have recorded.
+    """
+    import yaml
+
+    config = yaml.safe_load((run_dir / "training_config.yaml").read_text(encoding="utf-8"))
+    options: dict[str, Any] = {
+        "model": run_dir, "split": "test", "batch_size": config["eval_batch_size"], "bootstrap_samples": config["bootstrap_samples"],
+    }
+    if config.get("eval_max_users") is not None:
+        options["max_users"] = config["eval_max_users"]
+    options.update(output=output_dir / "metrics.json", ranks_output=output_dir / TEST_RANKS_FILE)
+    return [sys.executable, str(EVALUATE), *(part for key, value in options.items() for part in (f"--{key}", str(value)))]
+
+
+def reevaluate(run_dir: Path, output_dir: Path, log_path: Path, reuse_finished: bool) -> dict[str, Any]:
+    """Re-evaluate the run's checkpoint into ``output_dir`` (with ``reuse_finished``, only where no current one is there).
+
+    Returns the record the row keeps: the command, where its files are, its seconds, and whether its ranks
+    are the run's own test ranks (a re-evaluation that ranks differently is reported, not hidden).
+    """
+    command = reevaluation_command(run_dir, output_dir)
+    if reuse_finished and reevaluation_is_current(run_dir, output_dir):
+        print(f"[reward] {run_dir}: reusing its re-evaluation in {output_dir}", flush=True)
+        wall = None
+    else:
+        print(f"[reward] {run_dir}: re-evaluating, {shlex.join(command)}", flush=True)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        wall = round(run_logged(command, log_path, f"re-evaluation of {run_dir}"), 1)
+    matches = ranks_match(run_dir, output_dir)
+    if matches is False:
+        print(f"[reward] warning: the re-evaluation in {output_dir} ranks differently from {run_dir}/{TEST_RANKS_FILE}", flush=True)
+    return {"command": shlex.join(relative_command(command)), "output_dir": display_path(output_dir), "wall_seconds": wall,
+            "ranks_match_run": matches}
+
+
+def reevaluation_is_current(run_dir: Path, output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds a re-evaluation of this run's checkpoint made after the run finished."""
+    files = [output_dir / "metrics.json", output_dir / TEST_RANKS_FILE]
+    if not all(path.is_file() for path in files):
+        return False
+    finished = (run_dir / "metrics.json").stat().st_mtime
+    evaluated = json.loads(files[0].read_text(encoding="utf-8"))
+    return evaluated.get("model") == str(run_dir) and all(path.stat().st_mtime >= finished for path in files)
+
+
+def ranks_match(run_dir: Path, output_dir: Path) -> bool | None:
+    """Whether the re-evaluation's users and ranks are those of the run's test_ranks.json; None where the run has none."""
+    path = run_dir / TEST_RANKS_FILE
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    evaluated = json.loads((output_dir / TEST_RANKS_FILE).read_text(encoding="utf-8"))
+    return saved["user_ids"] == evaluated["user_ids"] and saved["ranks"] == evaluated["ranks"]
 
 
 # ----------------------------------------------------------------------------- summary and paired tests
@@ -331,8 +454,18 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"{row.get('epochs_run')} ({row.get('best_epoch')}) | {row.get('train_seconds')} | `{row.get('run_dir')}` |"
         )
     lines += ["", "Commands (one per row):", ""]
-    lines += [f"- {r['model']} / {r['objective']} seed {r['seed']}: `{r.get('command')}`" + (" (reused)" if r.get("reused") else "") for r in rows]
+    lines += [f"- {r['model']} / {r['objective']} seed {r['seed']}: `{r.get('command')}`" + _provenance(r) for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _provenance(row: dict[str, Any]) -> str:
+    """How a row was obtained besides its command: reused from a finished run, and re-evaluated with what command."""
+    if not row.get("reused"):
+        return ""
+    reevaluated = row.get("reevaluated")
+    if not reevaluated:
+        return " (reused)"
+    return f" (reused; test ranks and ratings re-evaluated: `{reevaluated['command']}`)"
 
 
 def render_paired_tests(tests: list[dict[str, Any]]) -> list[str]:
@@ -402,6 +535,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"a few steps per run ({QUICK}); rows are marked quick")
     parser.add_argument("--reuse_finished", action="store_true",
                         help="take a run's row from its finished run directory when its configuration matches the run's command")
+    parser.add_argument(
+        "--cross_entropy_runs_dir",
+        help="take each cross-entropy row from <dir>/<model>-seed<seed> (e.g. runs/quality, the quality benchmark's runs) when "
+             "its configuration matches; a run without target ratings is re-evaluated into <runs_dir>/reevaluated",
+    )
     parser.add_argument("--report_only", action="store_true", help="rebuild the report from the JSON without running anything")
     return parser.parse_args(argv)
 
@@ -418,12 +556,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown objective(s) {unknown}; choose from {', '.join(OBJECTIVES)}")
     name = args.name or ("reward-quick" if args.quick else "reward")
     results_dir = Path(args.results_dir)
-    runs_dir = Path(args.runs_dir) if Path(args.runs_dir).is_absolute() else REPO / args.runs_dir
+    runs_dir = repo_path(args.runs_dir)
     rows = load_results(results_dir / f"{name}.json").get("rows", [])
     for model in [] if args.report_only else models:
         for objective in objectives:
             for seed in seeds:
-                row = run_one(model, objective, seed, runs_dir, args.quick, args.reuse_finished)
+                row = row_for(model, objective, seed, args, runs_dir)
                 print(f"[reward] {run_name(model, objective, seed)}: NDCG@10 {_with_interval(row['ndcg@10'], None)}, liked HR@10 "
                       f"{_with_interval(row['liked_hr@10'], None)}, disliked in top 10 {_with_interval(row['disliked_hr@10'], None)}", flush=True)
                 rows = merge_rows(rows, [row])

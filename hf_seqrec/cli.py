@@ -103,10 +103,16 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap_samples", type=int, default=1000)
     parser.add_argument("--output", help="write the metrics JSON here (default: print only)")
     parser.add_argument(
+        "--ranks_output",
+        help="with --split test: write each evaluated user's test rank here, in the format of a run's test_ranks.json",
+    )
+    parser.add_argument(
         "--mixed_precision", choices=("auto", "no", "bf16", "fp16"), default=None,
         help="autocast precision to score under (default: the run's own, from the training_config.yaml next to the checkpoint; fp32 without one)",
     )
     args = parser.parse_args(argv)
+    if args.ranks_output and args.split != "test":
+        parser.error("--ranks_output writes test ranks: it needs --split test")
 
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
@@ -116,7 +122,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .data.prepare import prepare_data
     from .evaluation.cold_start import cold_start_metrics, cold_start_summary
     from .evaluation.evaluator import rank_targets
+    from .evaluation.final_test import rating_report, write_ranks_file
     from .evaluation.ranking import evaluation_protocol, full_ranking_metrics, user_counts
+    from .evaluation.ratings import rating_summary
     from .inference.loading import checkpoint_dir
     from .io_utils import write_json_atomic
     from .modeling import SeqRecForNextItem
@@ -166,8 +174,14 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             fraction=config.cold_start_fraction, seed=config.seed, n_bootstrap=args.bootstrap_samples,
         )
         accelerator.print(cold_start_summary(payload["cold_start"]))
+    by_rating = rating_report(ranks, prepared, args.max_users, args.bootstrap_samples) if args.split == "test" else None
+    if by_rating is not None:  # rated data: the liked / disliked test metrics, as the trainer's metrics.json has them
+        payload["test_by_rating"] = by_rating
+        accelerator.print(rating_summary(by_rating))
     if args.output and accelerator.is_main_process:
         write_json_atomic(args.output, payload)
+    if args.ranks_output and accelerator.is_main_process:
+        write_ranks_file(args.ranks_output, prepared, ranks, metrics, args.max_users)
     accelerator.print(json.dumps({args.split: {k: metrics[k] for k in ("ndcg@10", "hr@10", "mrr")}}))
     return 0
 

@@ -36,26 +36,33 @@ def test_cold_items_are_a_seeded_fraction_of_the_catalogue():
         choose_cold_items(5, 0.05, seed=0)
 
 
-def test_held_out_items_never_reach_training_but_stay_as_targets():
+def test_held_out_items_never_reach_training_nor_any_input_history_but_stay_as_targets():
     sequences = {
         "a": [0, 1, 2, 3, 4, 5],
         "b": [5, 1, 6, 7, 2],  # test target 2 is cold, validation target 7 warm
         "c": [1, 9, 8],  # training part [1] is cold: no training sequence, empty validation history
-        "d": [3, 0, 9, 1, 4],  # validation target 1 is cold: it stays in the test history
+        "d": [3, 0, 9, 1, 4],  # validation target 1 is cold: it is removed from the test history too
+        "e": [2, 1, 6],  # every item before the test target is cold: no row in any split
     }
     splits, _ = leave_one_out(sequences)
     cold = [1, 2]
     held_out, report = hold_out_items(splits, cold)
     for items in held_out["train"]["items"]:
         assert not set(items) & set(cold) and len(items) >= 2
-    for history in held_out["validation"]["history"]:
-        assert history and not set(history) & set(cold)
-    assert held_out["test"]["target"] == splits["test"]["target"]  # cold targets are what is measured
+    for split in ("validation", "test"):
+        for history in held_out[split]["history"]:
+            assert history and not set(history) & set(cold)  # no model ever reads a held-out item
+    # Cold targets are what is measured: every user with a history left keeps their target.
+    original = dict(zip(splits["test"]["user_id"], splits["test"]["target"]))
+    assert dict(zip(held_out["test"]["user_id"], held_out["test"]["target"])) == {u: original[u] for u in "abcd"}
     tests = dict(zip(held_out["test"]["user_id"], held_out["test"]["history"]))
     assert tests["b"] == [5, 6, 7]
-    assert tests["d"] == [3, 0, 9, 1]  # the validation target is a known past interaction at test time
+    assert tests["d"] == [3, 0, 9]
     assert tests["c"] == [9]
-    assert report == {"n_cold_items": 2, "n_train_interactions_removed": 4, "n_train_users_dropped": 1, "n_validation_users_dropped": 1}
+    assert report == {
+        "n_cold_items": 2, "n_train_interactions_removed": 5, "n_train_users_dropped": 2,
+        "n_validation_users_dropped": 2, "n_test_users_dropped": 1,
+    }
 
 
 # ----------------------------------------------------------------------------- the text tower

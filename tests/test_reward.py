@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from transformers import pipeline
 
 from hf_seqrec import SeqRecForNextItem
@@ -357,3 +358,133 @@ def test_benchmark_reuses_a_finished_run_only_when_its_configuration_matches(mon
     (run_dir / "metrics.json").write_text("{}")
     assert reward.finished_run_matches(command, run_dir)
     assert not reward.finished_run_matches(reward.run_command("sasrec", "cross-entropy", 0, run_dir, quick=False), run_dir)
+
+
+# ----------------------------------------------------------------------------- cross-entropy rows from the quality benchmark
+def _quality_run(reward, run_dir: Path, seed: int, *, rated: bool, **changed) -> Path:
+    """A finished run directory as benchmarks/quality.py leaves it (no training): its config, metrics and test ranks.
+
+    ``changed``: options that make its configuration differ from the reward benchmark's cross-entropy run.
+    """
+    from hf_seqrec.training.config import config_from_args
+
+    run_dir.mkdir(parents=True)
+    command = reward.run_command("sasrec", "cross-entropy", seed, run_dir, quick=False)
+    command += [part for key, value in changed.items() for part in (f"--{key}", str(value))]
+    (run_dir / "training_config.yaml").write_text(config_from_args(command[2:]).to_yaml())
+    ranks, ratings = [1, 12, 3], [5.0, 1.0, 4.0]
+    metrics = {"test": {"ndcg@10": 0.5, "hr@10": 2 / 3, "n_users": 3, "intervals": {}}, "validation": {},
+               "training": {"epochs_run": 4, "best_epoch": 3, "train_seconds": 9.0}}
+    saved = {"split": "test", "rank_base": 1, "n_users": 3, "ndcg@10": 0.5, "user_ids": ["1", "2", "3"], "ranks": ranks,
+             "target_train_counts": [3, 2, 1]}
+    if rated:
+        metrics["test_by_rating"] = rating_metrics(ranks, ratings, n_bootstrap=0)
+        saved["target_ratings"] = ratings
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "test_ranks.json").write_text(json.dumps(saved))
+    return run_dir
+
+
+def _fake_evaluate_checkpoint(calls: list[list[str]], ranks: list[int] | None = None):
+    """Stands in for run_logged: writes what scripts/evaluate_checkpoint.py --output --ranks_output writes (ratings included)."""
+
+    def run(command, log_path, label):
+        calls.append(command)
+        option = {command[i]: command[i + 1] for i in range(2, len(command) - 1, 2)}
+        run_dir = Path(option["--model"])
+        saved = json.loads((run_dir / "test_ranks.json").read_text())
+        saved["ranks"] = ranks or saved["ranks"]
+        saved["target_ratings"] = [5.0, 1.0, 4.0]
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        metrics = {"test": metrics["test"], "test_by_rating": rating_metrics(saved["ranks"], saved["target_ratings"], n_bootstrap=0),
+                   "model": option["--model"]}
+        Path(option["--output"]).write_text(json.dumps(metrics))
+        Path(option["--ranks_output"]).write_text(json.dumps(saved))
+        return 1.0
+
+    return run
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def test_quality_and_reward_benchmarks_name_and_configure_the_shared_models_alike(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import quality
+    import reward
+
+    for model, config_file in reward.MODELS.items():
+        assert quality.MODELS[model] == (config_file, {})  # the config file as it is, nothing added
+        run_dir = Path("/tmp/runs") / f"{model}-seed0"
+        assert quality.model_command(model, 0, run_dir, False, {}) == reward.run_command(model, "cross-entropy", 0, run_dir, quick=False)
+
+
+def test_cross_entropy_row_comes_from_a_matching_quality_run_reevaluated_outside_it(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import reward
+
+    quality_dir, runs_dir = tmp_path / "quality", tmp_path / "reward"
+    run = _quality_run(reward, quality_dir / "sasrec-seed0", 0, rated=False)
+    before = _snapshot(quality_dir)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(reward, "run_logged", _fake_evaluate_checkpoint(calls))
+    row = reward.quality_run_row("sasrec", 0, quality_dir, runs_dir, quick=False, reuse_finished=False)
+
+    assert _snapshot(quality_dir) == before  # the quality run's files are left as they are
+    [command] = calls
+    option = {command[i]: command[i + 1] for i in range(2, len(command) - 1, 2)}
+    assert command[1].endswith("scripts/evaluate_checkpoint.py") and option["--model"] == str(run)
+    recorded = yaml.safe_load((run / "training_config.yaml").read_text())  # the run's own test settings
+    assert option["--split"] == "test" and "--max_users" not in option  # eval_max_users: none
+    assert (option["--batch_size"], option["--bootstrap_samples"]) == (str(recorded["eval_batch_size"]), str(recorded["bootstrap_samples"]))
+    assert Path(option["--ranks_output"]) == runs_dir / "reevaluated" / "sasrec-seed0" / "test_ranks.json"
+    assert row["objective"] == "cross-entropy" and row["seed"] == 0 and row["reused"] and row["wall_seconds"] is None
+    assert row["reevaluated"]["command"] == reward.shlex.join(reward.relative_command(command))
+    assert row["reevaluated"]["ranks_match_run"] is True
+    assert row["test_ranks"]["target_ratings"] == [5.0, 1.0, 4.0] and row["n_liked"] == 2 and row["liked_hr@10"] == 1.0
+    assert row["epochs_run"] == 4 and row["run_dir"] == str(run)  # training facts from the quality run itself
+    markdown = reward.render_markdown(reward.assemble([row], [0], quick=False, argv=[]))
+    assert "re-evaluated: `" + row["reevaluated"]["command"] + "`" in markdown
+
+    # --reuse_finished: the re-evaluation made after the run finished is taken as it is.
+    again = reward.quality_run_row("sasrec", 0, quality_dir, runs_dir, quick=False, reuse_finished=True)
+    assert len(calls) == 1 and again["reevaluated"]["wall_seconds"] is None and again["test_ranks"] == row["test_ranks"]
+
+
+def test_a_reevaluation_that_ranks_differently_is_recorded(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import reward
+
+    _quality_run(reward, tmp_path / "quality" / "sasrec-seed0", 0, rated=False)
+    monkeypatch.setattr(reward, "run_logged", _fake_evaluate_checkpoint([], ranks=[2, 12, 3]))
+    row = reward.quality_run_row("sasrec", 0, tmp_path / "quality", tmp_path / "reward", quick=False, reuse_finished=False)
+    assert row["reevaluated"]["ranks_match_run"] is False and row["test_ranks"]["ranks"] == [2, 12, 3]
+
+
+def test_only_a_matching_quality_run_gives_the_cross_entropy_row(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import reward
+
+    quality_dir, runs_dir = tmp_path / "quality", tmp_path / "reward"
+    _quality_run(reward, quality_dir / "sasrec-seed0", 0, rated=True)  # recorded its ratings: nothing to re-evaluate
+    _quality_run(reward, quality_dir / "sasrec-seed1", 1, rated=False, learning_rate=0.5)  # another configuration
+    calls: list[list[str]] = []
+    monkeypatch.setattr(reward, "run_logged", _fake_evaluate_checkpoint(calls))
+    trained: list[tuple[str, str, int]] = []
+
+    def run_one(model, objective, seed, runs_dir, quick, reuse_finished):
+        trained.append((model, objective, seed))
+        return {"model": model, "objective": objective, "seed": seed}
+
+    monkeypatch.setattr(reward, "run_one", run_one)
+    args = reward.parse_args(["--cross_entropy_runs_dir", str(quality_dir)])
+    row = reward.row_for("sasrec", "cross-entropy", 0, args, runs_dir)
+    assert row["reused"] and row["reevaluated"] is None and row["test_ranks"]["target_ratings"] == [5.0, 1.0, 4.0]
+    assert calls == [] and trained == []
+    reward.row_for("sasrec", "cross-entropy", 1, args, runs_dir)  # configuration differs: trained by this benchmark
+    reward.row_for("sasrec", "cross-entropy", 2, args, runs_dir)  # no such run
+    reward.row_for("sasrec", "sqn", 0, args, runs_dir)  # the quality benchmark has no SQN runs
+    reward.row_for("sasrec", "cross-entropy", 0, reward.parse_args([]), runs_dir)  # without the option
+    assert trained == [("sasrec", "cross-entropy", 1), ("sasrec", "cross-entropy", 2), ("sasrec", "sqn", 0), ("sasrec", "cross-entropy", 0)]
+    assert calls == [] and not runs_dir.exists()

@@ -1,9 +1,12 @@
 """The cold-start protocol: items that training never sees, kept in the catalogue for evaluation.
 
 A seeded random fraction of the catalogue is held out. Their interactions are removed from the
-training part of every user's sequence (so no gradient ever touches them as a target or an input),
-while validation and test targets stay as they are. Test targets that are held-out items measure
-how well a model recommends an item it knows only by its text; the other targets are "warm".
+training part of every user's sequence (so no gradient ever touches them as a target or an input)
+and from every validation and test input history (a held-out validation target too, where it would
+otherwise open the test history), while validation and test targets stay as they are. So a model
+never reads a held-out item, exactly as for an item added after training. Test targets that are
+held-out items measure how well a model recommends an item it knows only by its text; the other
+targets are "warm".
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ if TYPE_CHECKING:
 
 PROTOCOL = (
     "cold-start: a random fraction of the catalogue (seeded) is held out of training entirely; their interactions are "
-    "removed from the training part of every sequence and from the input histories, the items stay in the catalogue "
-    "and are ranked like any other; test metrics are reported separately for users whose test target is a held-out "
+    "removed from the training part of every sequence and from every validation and test input history (a held-out "
+    "validation target too), the items stay in the catalogue and are ranked like any other; test metrics are reported separately for users whose test target is a held-out "
     "(cold) item and for the rest (warm)"
 )
 
@@ -54,10 +57,12 @@ def hold_out_items(splits: DatasetDict, cold_items: Sequence[int]) -> tuple[Data
     """The same splits with ``cold_items`` removed from every training sequence and input history.
 
     Validation and test targets are kept (a cold target is what the protocol measures). A test
-    history is the training part plus the validation target, so the validation target stays in it
-    even when cold: at test time it is a known past interaction, not a training example. A training
-    sequence left with fewer than 2 items has no transition and is dropped, and so is a validation
-    row whose whole history was cold (nothing to recommend from); the report counts both.
+    history is the training part plus the validation target; a cold validation target is removed
+    from it like every other cold item, so no model reads a held-out item at any time (as for an
+    item added after training), and it is not masked from the test ranking either, like every cold
+    item removed from a history. A training sequence left with fewer than 2 items has no transition
+    and is dropped, and so is a validation or test row whose whole history was cold (nothing to
+    recommend from); the report counts them.
     """
     cold = set(int(i) for i in cold_items)
 
@@ -78,13 +83,15 @@ def hold_out_items(splits: DatasetDict, cold_items: Sequence[int]) -> tuple[Data
     rows_kept = [index for index, history in enumerate(warm_histories) if history]
     new_validation = _with_histories(validation, [warm_histories[index] for index in rows_kept], rows_kept)
     test = splits["test"]
-    # The last history item of a test row is the validation target; only the part before it is training data.
-    new_test = _with_histories(test, [warm_only(h[:-1]) + h[-1:] for h in test["history"]], range(len(test)))
+    test_histories = [warm_only(h) for h in test["history"]]
+    test_kept = [index for index, history in enumerate(test_histories) if history]
+    new_test = _with_histories(test, [test_histories[index] for index in test_kept], test_kept)
     report = {
         "n_cold_items": len(cold),
         "n_train_interactions_removed": sum(len(items) for items in train["items"]) - sum(len(row[1]) for row in kept),
         "n_train_users_dropped": len(train) - len(kept),
         "n_validation_users_dropped": len(validation) - len(rows_kept),
+        "n_test_users_dropped": len(test) - len(test_kept),
     }
     return DatasetDict({"train": new_train, "validation": new_validation, "test": new_test}), report
 

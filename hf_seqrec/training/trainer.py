@@ -40,6 +40,7 @@ from ..data.prepare import PreparedData, prepare_data
 from ..data.sampling import LengthGroupedSampler
 from ..evaluation.cold_start import cold_start_metrics, cold_start_summary
 from ..evaluation.evaluator import rank_targets
+from ..evaluation.final_test import rating_report, write_ranks_file
 from ..evaluation.ratings import rating_summary
 from ..evaluation.ranking import evaluation_protocol, full_ranking_metrics, user_counts
 from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
@@ -48,7 +49,7 @@ from ..modeling.baselines import BASELINE_SIZES, POPULARITY, PopularityRecommend
 from .config import ConfigError, FinetuneConfig, resolve_mixed_precision
 from .console import TrainingConsole
 from .distillation import distillation_term, load_teacher
-from .reward_objective import check_rated_data, q_head_settings, rating_report, reward_function, test_target_ratings
+from .reward_objective import check_rated_data, q_head_settings, reward_function
 from .output_dir import (
     BEST_MODEL_DIR,
     CHECKPOINTS_DIR,
@@ -122,6 +123,7 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         item_delta_max=config.item_delta_max,
         item_semantic_variance=config.item_semantic_variance,
         item_text_popularity=config.item_text_popularity,
+        item_text_center_deltas=config.item_text_center_deltas,
         item_text_encoder=config.item_text_encoder,
         item_text_prompt=config.item_text_prompt,
         item_text_encoder_layers=config.item_text_encoder_layers,
@@ -139,11 +141,15 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         from ..modeling.checkpoint_format import item_popularity
 
         counts = item_popularity(prepared.splits["train"]["items"], len(prepared.catalog))
+        if config.item_text_tower:
+            trained = [item for item, count in enumerate(counts) if count]
+            # ID embeddings only for items training sees; every other item is scored from its text.
+            model.item_table.set_items_with_id_embedding(trained)
+            # The text statistics from those items alone: a held-out item is then treated exactly like an item
+            # added after training (before the score offsets, whose text popularity map reads the standardised text).
+            model.item_table.fit_text_statistics(trained)
         if config.item_score_bias:
             model.item_table.set_score_bias_from_counts(counts)
-        if config.item_text_tower:
-            # ID embeddings only for items training sees; every other item is scored from its text.
-            model.item_table.set_items_with_id_embedding([item for item, count in enumerate(counts) if count])
     return model, tokenizer
 
 
@@ -153,11 +159,12 @@ def build_optimizer(model: SeqRecForNextItem, config: FinetuneConfig) -> torch.o
     The text tower's projection matrix (and the text popularity map) gets that rate divided by its fan-in: Adam moves every weight
     by about the learning rate per step, and a projected vector sums fan-in of those moves, so at the
     table's rate one step would shift every item's vector hundreds of times further than it moves an
-    ID row (the scaling muP prescribes for hidden-to-hidden matrices).
+    ID row (the scaling muP prescribes for hidden-to-hidden matrices). The let-it-go design's map of the
+    content embeddings is such a map too; its deltas are capped after every step (:func:`_cap_deltas_after_every_step`).
     """
     table_lr = config.item_table_learning_rate or config.learning_rate
-    # Maps from a text encoding (the projection, and the popularity predicted from text): fan-in scaled.
-    from_text = {"item_table.text_projection.weight", "item_table.text_offset.weight"}
+    # Maps from a text encoding (the projection, let-it-go's content map, the popularity predicted from text): fan-in scaled.
+    from_text = {"item_table.text_projection.weight", "item_table.content_map.weight", "item_table.text_offset.weight"}
     projection = [p for n, p in model.named_parameters() if p.requires_grad and n in from_text]
     table = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("item_table.") and n not in from_text]
     others = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("item_table.")]
@@ -167,7 +174,24 @@ def build_optimizer(model: SeqRecForNextItem, config: FinetuneConfig) -> torch.o
     ]
     if projection:
         groups.append({"params": projection, "lr": table_lr / projection[0].size(1), "weight_decay": 0.0})
-    return torch.optim.AdamW(groups)
+    optimizer = torch.optim.AdamW(groups)
+    _cap_deltas_after_every_step(optimizer, model)
+    return optimizer
+
+
+def _cap_deltas_after_every_step(optimizer: torch.optim.Optimizer, model: SeqRecForNextItem) -> None:
+    """Let-it-go: project the item deltas back within their bound after every optimizer step.
+
+    A hook on the optimizer itself (``register_step_post_hook``), so it runs after every step the
+    optimizer really takes, whoever calls it: accelerate's wrapper skips the inner step while
+    gradients accumulate and the fp16 scaler skips overflowing ones, and the hook skips with them.
+    Hooks are not part of an optimizer's state: a resumed run rebuilds the optimizer here, hook
+    included, then loads the weights, which were projected before they were saved, so it continues
+    exactly as the uninterrupted run would.
+    """
+    table = model.item_table
+    if table.text_tower and table.text_design == "let-it-go":
+        optimizer.register_step_post_hook(lambda _optimizer, _args, _kwargs: table.project_deltas())
 
 
 def build_training_windows(train_split, config: FinetuneConfig):
@@ -502,11 +526,12 @@ def _load_best_model(accelerator: Accelerator, output_dir: Path) -> SeqRecForNex
 
 @dataclass
 class FinalEvaluation:
-    """The final model's validation and test metrics (with bootstrap intervals) and its per-user test ranks."""
+    """The final model's validation and test metrics (with bootstrap intervals) and its per-user ranks of both splits."""
 
     validation: dict[str, Any]
     test: dict[str, Any]
     test_ranks: np.ndarray
+    validation_ranks: np.ndarray | None = None
 
 
 def _final_evaluation(
@@ -518,7 +543,8 @@ def _final_evaluation(
         validation_ranks = rank_targets(model, validation_loader, accelerator)
     validation = full_ranking_metrics(validation_ranks, n_bootstrap=config.bootstrap_samples)
     test_ranks = rank_targets(model, test_loader, accelerator)
-    return FinalEvaluation(validation, full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples), test_ranks)
+    test = full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples)
+    return FinalEvaluation(validation, test, test_ranks, validation_ranks=validation_ranks)
 
 
 @releases_output_dir_lock
@@ -559,45 +585,19 @@ def _test_summary(test: dict[str, Any], prepared: PreparedData, extra: str = "")
 
 
 def _write_test_ranks(output_dir: Path, prepared: PreparedData, config: FinetuneConfig, ranks, test: dict[str, Any]) -> None:
-    """``test_ranks.json``: the 1-based rank of each evaluated user's test target, in test-split order.
-
-    The ranks are those of ``rank_targets`` (1 = first, pessimistic ties), the ones ``full_ranking_metrics``
-    turned into the test metrics: NDCG@10 = mean of 1/log2(rank+1) over ranks <= 10. Written atomically,
-    so a rerun (``--overwrite_output_dir``) replaces the previous run's file whole.
-    """
-    user_ids = prepared.splits["test"]["user_id"]
-    targets = prepared.splits["test"]["target"]
-    if config.eval_max_users is not None:
-        user_ids, targets = user_ids[: config.eval_max_users], targets[: config.eval_max_users]
-    # How often each test target occurs in the training split: quality by target popularity (the long tail).
-    from ..modeling.checkpoint_format import item_popularity
-
-    train_counts = item_popularity(prepared.splits["train"]["items"], len(prepared.catalog))
-    ranks = [int(rank) for rank in ranks]
-    if len(ranks) != len(user_ids):
-        raise RuntimeError(f"{len(ranks)} test ranks for {len(user_ids)} test users")
-    payload = {
-        "split": "test",
-        "rank_base": 1,
-        "n_users": len(ranks),
-        "ndcg@10": test["ndcg@10"],  # the metrics.json value these ranks give, to check they belong together
-        "user_ids": list(user_ids),
-        "ranks": ranks,
-        "target_train_counts": [int(train_counts[target]) for target in targets],
-    }
-    ratings = test_target_ratings(prepared, config.eval_max_users)
-    if ratings is not None:  # rated data: each test target's rating, so benchmarks can pair runs on liked targets
-        payload["target_ratings"] = ratings
-    write_json_atomic(output_dir / TEST_RANKS_FILE, payload)
+    """``test_ranks.json`` (``evaluation.final_test``): the test rank of each evaluated user, in test-split order."""
+    write_ranks_file(output_dir / TEST_RANKS_FILE, prepared, ranks, test, config.eval_max_users)
 
 
-def _cold_start_report(test_ranks, prepared: PreparedData, config: FinetuneConfig) -> dict[str, Any]:
-    targets = prepared.splits["test"]["target"]
+def _cold_start_report(ranks, prepared: PreparedData, config: FinetuneConfig, split: str = "test") -> dict[str, Any]:
+    """The metrics of ``split``'s cold and warm targets. The validation split's are what text designs are chosen on
+    (``cold_start_validation`` in metrics.json), so the test split's stay a final measurement."""
+    targets = prepared.splits[split]["target"]
     if config.eval_max_users is not None:
         targets = targets[: config.eval_max_users]
     return cold_start_metrics(
-        test_ranks, targets, prepared.cold_items,
-        fraction=config.cold_start_fraction, seed=config.seed, n_bootstrap=config.bootstrap_samples,
+        ranks, targets, prepared.cold_items,
+        fraction=config.cold_start_fraction, seed=config.seed, n_bootstrap=config.bootstrap_samples, split=split,
     )
 
 
@@ -633,7 +633,10 @@ def _results(
     if config.cold_start_fraction:
         results["cold_start"] = _cold_start_report(final.test_ranks, prepared, config)
         show(cold_start_summary(results["cold_start"]))
-    by_rating = rating_report(final.test_ranks, prepared, config)
+        if final.validation_ranks is not None:
+            results["cold_start_validation"] = _cold_start_report(final.validation_ranks, prepared, config, split="validation")
+            show(cold_start_summary(results["cold_start_validation"], split="validation"))
+    by_rating = rating_report(final.test_ranks, prepared, config.eval_max_users, config.bootstrap_samples)
     if by_rating is not None:  # rated data: the test metrics of the liked and of the disliked targets
         results["test_by_rating"] = by_rating
         show(rating_summary(by_rating))

@@ -1,0 +1,104 @@
+"""benchmarks/coldstart.py without training: every row's command is a valid finetune command on its config
+file's full schedule, and the report (test and validation cold/warm tables) is built from finished runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hf_seqrec.training.config import FinetuneConfig, config_from_args
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import coldstart  # noqa: E402
+
+
+@pytest.mark.parametrize("model", list(coldstart.MODELS))
+def test_every_row_trains_on_its_config_files_full_schedule_with_its_options(model, tmp_path):
+    command = coldstart.model_command(model, 1, tmp_path / "run")
+    config = config_from_args(command[2:])  # drop the interpreter and the script
+    config_file, overrides = coldstart.MODELS[model]
+    defaults = FinetuneConfig.from_yaml(REPO / config_file)
+    # The schedule is the config file's own (the quality benchmark's), never cut short.
+    assert "--num_epochs" not in command and "--max_steps" not in command
+    for name in ("num_epochs", "early_stopping_patience", "lr_scheduler", "warmup_steps", "max_steps"):
+        assert getattr(config, name) == getattr(defaults, name), name
+    assert config.cold_start_fraction == coldstart.COLD_FRACTION and config.seed == 1 and config.report_to is None
+    for key, value in overrides.items():
+        assert getattr(config, key) == value, key
+    if config_file == "configs/cpu.yaml":
+        assert config.item_embedding_dim is None  # the full-width table, with or without a tower
+
+
+def test_the_let_it_go_rows_read_minilm_on_the_lm_and_on_sasrec(tmp_path):
+    parsed = {model: config_from_args(coldstart.model_command(model, 0, tmp_path / model)[2:]) for model in coldstart.MODELS}
+    lm_own, lm_minilm, sasrec = parsed["smollm2-lora-let-it-go"], parsed["smollm2-lora-let-it-go-minilm"], parsed["sasrec-let-it-go"]
+    assert lm_own.item_text_design == lm_minilm.item_text_design == sasrec.item_text_design == "let-it-go"
+    assert lm_own.item_text_encoder == "token-embeddings"
+    assert lm_minilm.item_text_encoder == sasrec.item_text_encoder == "sentence-transformer:minilm"
+    assert sasrec.backbone == "sasrec" and sasrec.item_text_tower and sasrec.item_text_init
+    assert ("sasrec-let-it-go", "sasrec") in coldstart.TARGET_PAIRS
+
+
+def _finished_run(run_dir: Path, seed: int, shift: float, validation: bool) -> None:
+    """A run directory as scripts/finetune.py leaves it (the files the benchmark reads), with made-up metrics."""
+    run_dir.mkdir(parents=True)
+
+    def part(hr: float) -> dict:
+        return {"hr@10": hr, "ndcg@10": hr / 2, "mrr": hr / 3}
+
+    metrics = {
+        "test": {"ndcg@10": 0.05 + shift, "hr@10": 0.1 + shift},
+        "cold_start": {
+            "n_cold_items": 168, "n_test_users_cold": 90, "n_test_users_warm": 853,
+            "test_cold": part(0.02 + shift), "test_warm": part(0.1 + shift),
+        },
+        "training": {"epochs_run": 6, "best_epoch": 5, "train_seconds": 700.0},
+    }
+    if validation:
+        metrics["cold_start_validation"] = {
+            "n_validation_users_cold": 80, "n_validation_users_warm": 860,
+            "validation_cold": part(0.03 + shift), "validation_warm": part(0.12 + shift),
+        }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "training_config.yaml").write_text(yaml.safe_dump({"seed": seed}))
+
+
+def test_the_report_splits_test_and_validation_targets_from_finished_runs(tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    models = ("smollm2-lora", "smollm2-lora-let-it-go-minilm", "sasrec", "sasrec-let-it-go")
+    for index, model in enumerate(models):
+        for seed in (0, 1):
+            # One older run without the validation split: its row has none, and the validation table skips it.
+            _finished_run(runs / f"{model}-seed{seed}", seed, 0.001 * index + 0.002 * seed, validation=(model, seed) != ("sasrec", 1))
+    argv = ["--models", ",".join(models), "--seeds", "0,1", "--runs_dir", str(runs), "--results_dir", str(results), "--reuse_finished"]
+    assert coldstart.main(argv) == 0
+    saved = json.loads((results / "coldstart.json").read_text())
+    rows = {(row["model"], row["seed"]): row for row in saved["rows"]}
+    assert rows[("sasrec-let-it-go", 1)]["val_cold_hr@10"] == pytest.approx(0.03 + 0.003 + 0.002)
+    assert rows[("sasrec", 1)]["val_cold_hr@10"] is None
+    assert "--num_epochs" not in rows[("sasrec-let-it-go", 0)]["command"]
+    assert "sentence-transformer:minilm" in rows[("sasrec-let-it-go", 0)]["command"]
+    summary = saved["summary"]["models"]
+    assert summary["sasrec"]["n_validation_seeds"] == 1 and summary["sasrec-let-it-go"]["n_validation_seeds"] == 2
+    report = (results / "coldstart.md").read_text()
+    assert "## Validation split (for choosing a design)" in report
+    validation_table = report.split("## Validation split", 1)[1].split("\n\n## ", 1)[0]
+    assert "| sasrec-let-it-go | 2 | 0.0340 ± " in validation_table and "| sasrec | 1 | 0.0320 |" in validation_table
+    assert "| 80 / 860 |" in validation_table
+    assert "**sasrec-let-it-go warm NDCG@10 vs sasrec:" in report
+    assert "Not run yet:" in report and "`smollm2-lora-let-it-go` seeds 0, 1, 2" in report
+
+
+def test_a_finished_run_is_reused_only_when_made_on_the_rows_configuration(tmp_path):
+    """A run left from the one-epoch schedule of earlier versions is trained again, not read as a row."""
+    current, one_epoch = tmp_path / "current", tmp_path / "one-epoch"
+    _finished_run(current, 0, 0.0, validation=True)
+    _finished_run(one_epoch, 0, 0.0, validation=True)
+    (one_epoch / "training_config.yaml").write_text(yaml.safe_dump({"seed": 0, "num_epochs": 1}))
+    assert coldstart.finished_run_matches(coldstart.model_command("sasrec-let-it-go", 0, current), current)
+    assert not coldstart.finished_run_matches(coldstart.model_command("sasrec-let-it-go", 0, one_epoch), one_epoch)
