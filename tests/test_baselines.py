@@ -28,7 +28,7 @@ from hf_seqrec.modeling.baselines import (
     baseline_backbone_config,
 )
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
-from testing_utils import finetune_metrics, remove_one_weight, run_in_fresh_process, script_env
+from testing_utils import finetune_metrics, pattern_batch, remove_one_weight, run_in_fresh_process, script_env
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_ITEMS = 30
@@ -36,17 +36,6 @@ NUM_ITEMS = 30
 
 def _finetune(output_dir: Path, *options: str) -> dict:
     return finetune_metrics(output_dir, *options, "--output_dir", str(output_dir), "--report_to", "none")
-
-
-def _pattern_batch():
-    """Each item is followed by the next id: a rule a sequence model learns from the sequences alone."""
-    starts = torch.arange(0, 16)
-    items = (starts[:, None] + torch.arange(10)[None, :]) % NUM_ITEMS
-    mask = torch.ones_like(items)
-    mask[3, 6:] = 0  # one right-padded row
-    labels = (items + 1) % NUM_ITEMS
-    labels[mask == 0] = -100
-    return items, mask, labels
 
 
 # ----------------------------------------------------------------------------- backbones and registration
@@ -82,7 +71,7 @@ def test_baseline_learns_a_pattern_and_reloads_with_identical_scores(name, tmp_p
     assert tokenizer is None
     assert not model.config.use_lora and not model.config.backbone_pretrained
     assert all(p.requires_grad for p in model.parameters())  # the whole backbone is trained
-    items, mask, labels = _pattern_batch()
+    items, mask, labels = pattern_batch(NUM_ITEMS)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     losses = []

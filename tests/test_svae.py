@@ -21,7 +21,7 @@ from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.modeling.baselines import SVAEConfig, SVAEModel, baseline_backbone_config
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
 from hf_seqrec.training.trainer import train
-from testing_utils import REPO, numbered_catalog, run_finetune, run_in_fresh_process, script_env
+from testing_utils import REPO, numbered_catalog, pattern_batch, run_finetune, run_in_fresh_process, script_env
 
 NUM_ITEMS = 30
 CAP = 0.2
@@ -39,20 +39,9 @@ def _svae(**options) -> SeqRecForNextItem:
     return model
 
 
-def _pattern_batch():
-    """Each item is followed by the next id: a rule a sequence model learns from the sequences alone."""
-    starts = torch.arange(0, 16)
-    items = (starts[:, None] + torch.arange(10)[None, :]) % NUM_ITEMS
-    mask = torch.ones_like(items)
-    mask[3, 6:] = 0  # one right-padded row
-    labels = (items + 1) % NUM_ITEMS
-    labels[mask == 0] = -100
-    return items, mask, labels
-
-
 def _train(model: SeqRecForNextItem, steps: int) -> list[float]:
     """`steps` Adam steps on the pattern, each told its step count as the training loop does; the losses."""
-    items, mask, labels = _pattern_batch()
+    items, mask, labels = pattern_batch(NUM_ITEMS)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     losses = []
@@ -85,7 +74,7 @@ def test_kl_term_is_positive_in_training_and_weighted_by_the_annealing_schedule(
     assert weights == pytest.approx([0.0, 0.25 * CAP, 0.5 * CAP, CAP, CAP])
     assert backbone.kl_weight(None) == CAP  # called from outside the training loop: the objective annealing ends at
 
-    items, mask, labels = _pattern_batch()
+    items, mask, labels = pattern_batch(NUM_ITEMS)
     labelled = labels != -100
     model.train()
     outputs = {}
@@ -138,7 +127,7 @@ def test_the_training_loop_anneals_by_its_optimizer_steps_not_its_micro_batches(
 # ----------------------------------------------------------------------------- evaluation and learning
 def test_evaluation_scores_the_mean_latent_so_it_is_deterministic():
     model = _svae(dropout=0.0)  # no dropout: in training only the latent's sampling can vary the scores
-    items, mask, _ = _pattern_batch()
+    items, mask, _ = pattern_batch(NUM_ITEMS)
     with torch.no_grad():
         model.eval()
         first = model(items, mask).logits
@@ -151,7 +140,7 @@ def test_evaluation_scores_the_mean_latent_so_it_is_deterministic():
 
 def test_short_training_learns_the_pattern_far_better_than_random():
     model = _svae()
-    items, mask, labels = _pattern_batch()
+    items, mask, labels = pattern_batch(NUM_ITEMS)
     labelled = labels != -100
 
     def top1_accuracy() -> float:
@@ -174,7 +163,7 @@ def test_checkpoint_pipeline_and_remote_code_score_like_the_trained_model(tmp_pa
     catalog = numbered_catalog(NUM_ITEMS)
     model.item_catalog = catalog
     model.eval()
-    items, mask, _ = _pattern_batch()
+    items, mask, _ = pattern_batch(NUM_ITEMS)
     with torch.no_grad():
         expected = model(items, mask).logits
     model.save_pretrained(tmp_path)

@@ -114,3 +114,17 @@ def write(directory: Path, name: str, content: str | bytes) -> Path:
     path = directory / name
     path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
     return path
+
+
+def pattern_batch(num_items: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each item is followed by the next id: a rule a sequence model learns from the sequences alone.
+
+    16 rows of 10 items (one right-padded), with the next-item labels (-100 on padding).
+    """
+    starts = torch.arange(0, 16)
+    items = (starts[:, None] + torch.arange(10)[None, :]) % num_items
+    mask = torch.ones_like(items)
+    mask[3, 6:] = 0  # one right-padded row
+    labels = (items + 1) % num_items
+    labels[mask == 0] = -100
+    return items, mask, labels
