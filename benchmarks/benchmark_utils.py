@@ -17,7 +17,9 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = REPO / "scripts" / "finetune.py"
@@ -258,3 +260,32 @@ def spearman(first: list[float], second: list[float]) -> float:
     from scipy.stats import spearmanr
 
     return float(spearmanr(first, second).statistic)
+
+
+def user_bootstrap(differences: Any, users: Sequence[Any], n_resamples: int, seed: int) -> dict[str, Any]:
+    """Paired bootstrap of the mean per-user difference, resampling users rather than pairs.
+
+    A user pooled over several seeds has one pair per seed; those pairs are not independent, so each
+    resample draws users and takes all of a drawn user's pairs. Gives the number of users, the 95%
+    percentile interval of the mean difference and a two-sided p-value (how often a resampled mean lies
+    as far from the observed one as 0 does).
+    """
+    differences = np.asarray(differences, dtype=np.float64)
+    mean = float(differences.mean())
+    codes, user_index = np.unique(np.asarray(users), return_inverse=True)
+    sums = np.bincount(user_index, weights=differences, minlength=len(codes))
+    counts = np.bincount(user_index, minlength=len(codes)).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    resampled = []
+    for start in range(0, n_resamples, 1000):  # in blocks: a (n_resamples x users) index array at once is large
+        picks = rng.integers(0, len(codes), size=(min(1000, n_resamples - start), len(codes)))
+        resampled.append(sums[picks].sum(axis=1) / counts[picks].sum(axis=1))
+    boot = np.concatenate(resampled)
+    as_far = int(np.sum(np.abs(boot - mean) >= abs(mean) - 1e-15))
+    return {
+        "n_users": len(codes),
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+        "p_value": (1 + as_far) / (n_resamples + 1),
+    }

@@ -38,7 +38,7 @@ import yaml
 
 from benchmark_utils import (
     POPULARITY_BUCKETS, REPO, command_line, display_path, finetune_command, load_results, machine_summary, mean_cell,
-    ndcg_by_target_popularity, relative_command, run_logged, t_interval, utc_now,
+    ndcg_by_target_popularity, relative_command, run_logged, t_interval, user_bootstrap, utc_now,
 )
 
 TEST_RANKS_FILE = "test_ranks.json"  # hf_seqrec.training.trainer.TEST_RANKS_FILE (not imported: no torch needed here)
@@ -323,22 +323,13 @@ def paired_comparison(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]
         result = stats.ttest_rel(a, b)
         t_stat, p_t = float(result.statistic), float(result.pvalue)
     # Bootstrap over users: a user's pairs of every seed travel together (they are not independent).
-    codes, user_index = np.unique(np.asarray(users), return_inverse=True)
-    sums = np.bincount(user_index, weights=differences, minlength=len(codes))
-    counts = np.bincount(user_index, minlength=len(codes)).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    resampled = []
-    for start in range(0, n_resamples, 1000):
-        picks = rng.integers(0, len(codes), size=(min(1000, n_resamples - start), len(codes)))
-        resampled.append(sums[picks].sum(axis=1) / counts[picks].sum(axis=1))
-    boot = np.concatenate(resampled)
-    as_far = int(np.sum(np.abs(boot - mean) >= abs(mean) - 1e-15))
+    bootstrap = user_bootstrap(differences, users, n_resamples, seed)
     mean_a, mean_b = float(a.mean()), float(b.mean())
     return {
         "computed": True,
         "metric": "ndcg@10",
         "seeds": seeds,
-        "n_users": len(codes),
+        "n_users": bootstrap["n_users"],
         "n_pairs": len(differences),
         "lacking_test_ranks": lacking,
         "seeds_not_pooled": [s for s in common if s not in seeds],
@@ -349,9 +340,7 @@ def paired_comparison(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]
         "t_test": {"method": "scipy.stats.ttest_rel on the pooled pairs (two-sided)", "statistic": t_stat,
                    "df": len(differences) - 1, "p_value": p_t},
         "bootstrap": {"method": "paired bootstrap over users, each with its pairs of every pooled seed (two-sided)",
-                      "n_resamples": n_resamples, "seed": seed,
-                      "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
-                      "p_value": (1 + as_far) / (n_resamples + 1)},
+                      **{k: v for k, v in bootstrap.items() if k != "n_users"}},
     }
 
 

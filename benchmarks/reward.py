@@ -41,7 +41,7 @@ import numpy as np
 
 from benchmark_utils import (
     REPO, command_line, display_path, finetune_command, load_results, machine_summary, mean_cell, relative_command,
-    run_logged, t_interval, utc_now,
+    run_logged, t_interval, user_bootstrap, utc_now,
 )
 from quality import _json_text, finished_run_matches, ndcg_at_10
 
@@ -341,27 +341,17 @@ def paired_test(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], metr
         return {"computed": False, "reason": "no user is in the selected group of both runs"}
     differences = np.asarray(values_a) - np.asarray(values_b)
     mean = float(differences.mean())
-    codes, user_index = np.unique(np.asarray(users), return_inverse=True)
-    sums = np.bincount(user_index, weights=differences, minlength=len(codes))
-    counts = np.bincount(user_index, minlength=len(codes)).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    resampled = []
-    for start in range(0, n_resamples, 1000):
-        picks = rng.integers(0, len(codes), size=(min(1000, n_resamples - start), len(codes)))
-        resampled.append(sums[picks].sum(axis=1) / counts[picks].sum(axis=1))
-    boot = np.concatenate(resampled)
-    as_far = int(np.sum(np.abs(boot - mean) >= abs(mean) - 1e-15))
+    bootstrap = user_bootstrap(differences, users, n_resamples, seed)
     return {
         "computed": True,
         "metric": metric,
         "seeds": seeds,
-        "n_users": len(codes),
+        "n_users": bootstrap["n_users"],
         "n_pairs": len(differences),
         "mean_a": float(np.mean(values_a)),
         "mean_b": float(np.mean(values_b)),
         "mean_difference": mean,
-        "bootstrap": {"n_resamples": n_resamples, "seed": seed, "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
-                      "p_value": (1 + as_far) / (n_resamples + 1)},
+        "bootstrap": {k: v for k, v in bootstrap.items() if k != "n_users"},
     }
 
 
