@@ -78,12 +78,21 @@ MODELS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "sasrec": ("configs/sasrec.yaml", {}),
     "smollm2-lora": ("configs/cpu.yaml", {}),
     "smollm2-lora-30l": ("configs/cpu.yaml", LM_30_LAYERS),
+    # The CPU default distilled from this benchmark's SASRec run of the same seed ({runs_dir} and {seed}
+    # are filled in per run): the KL divergence to the teacher's softmax over the whole catalogue at every
+    # trained position, weight 0.5, temperature 1 (the tail study's setting).
+    "smollm2-lora-distill": (
+        "configs/cpu.yaml", {"teacher": "{runs_dir}/sasrec-seed{seed}", "distill_weight": 0.5, "distill_temperature": 1.0},
+    ),
 }
 LM_MODEL = "smollm2-lora"
-LM_MODELS = (LM_MODEL, "smollm2-lora-30l")
+LM_MODELS = (LM_MODEL, "smollm2-lora-30l", "smollm2-lora-distill")
+# model -> the model whose run of the same seed it needs first (its distillation teacher).
+TEACHERS = {"smollm2-lora-distill": "sasrec"}
 REFERENCE_MODEL = "sasrec"
 # Paired tests over users of per-user test NDCG@10: (model A, model B), reported as A - B.
 PAIRED_COMPARISONS = [(lm, other) for lm in LM_MODELS for other in (REFERENCE_MODEL, "lstm", "gru4rec", "svae")]
+PAIRED_COMPARISONS.append(("smollm2-lora-distill", LM_MODEL))
 PAIRED_RESAMPLES = 10_000
 PAIRED_SEED = 0
 DEFAULT_SEEDS = (0, 1, 2)  # the protocol: every model, these 3 seeds
@@ -102,7 +111,9 @@ QUICK_PER_MODEL = {
 def model_command(model: str, seed: int, run_dir: Path, quick: bool, overrides: dict[str, str]) -> list[str]:
     """The finetune command of one model and seed: its config file and fixed options, then --quick's, then ``overrides``."""
     config_file, fixed = MODELS[model]
-    options: dict[str, Any] = {**fixed, "seed": seed, "output_dir": str(run_dir), "report_to": "none"}
+    placeholders = {"runs_dir": str(run_dir.parent), "seed": seed}
+    filled = {key: value.format(**placeholders) if isinstance(value, str) else value for key, value in fixed.items()}
+    options: dict[str, Any] = {**filled, "seed": seed, "output_dir": str(run_dir), "report_to": "none"}
     if quick:
         options.update(QUICK)
         options.update(QUICK_PER_MODEL.get(model, {}))
@@ -187,6 +198,10 @@ def row_from_run(run_dir: Path, model: str) -> dict[str, Any]:
         machine=machine_summary(),
     )
     row["validation_ndcg@10"] = round(float(metrics["validation"]["ndcg@10"]), 6)
+    teacher_metrics = Path(config["teacher"]) / "metrics.json" if config.get("teacher") else None
+    if teacher_metrics is not None and teacher_metrics.is_file():
+        # A distilled model's cost includes training its teacher.
+        row["teacher_train_seconds"] = json.loads(teacher_metrics.read_text(encoding="utf-8"))["training"].get("train_seconds")
     row["test_ranks"] = read_test_ranks(run_dir, float(test["ndcg@10"]))
     return row
 
@@ -257,7 +272,7 @@ def summarise(rows: list[dict[str, Any]], expected_models: list[str], expected_s
     summary: dict[str, Any] = {"models": {}, "missing": []}
     for model, model_rows in by_model.items():
         entry: dict[str, Any] = {"n_seeds": len(model_rows), "seeds": sorted(r["seed"] for r in model_rows)}
-        for name in (*METRICS, "train_seconds", "peak_rss_mb"):
+        for name in ("validation_ndcg@10", *METRICS, "train_seconds", "teacher_train_seconds", "peak_rss_mb"):
             values = [float(r[name]) for r in model_rows if r.get(name) is not None]
             if values:
                 mean, half = t_interval(values)
@@ -379,14 +394,17 @@ def render_markdown(results: dict[str, Any]) -> str:
     if any(r.get("quick") for r in rows):
         lines += ["**Quick rows (a few optimizer steps, a subset of users): they check the wiring and say nothing about quality.**", ""]
     lines += [
-        "| model | seeds | NDCG@10 | HR@10 | MRR | NDCG@20 | HR@20 | train s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | seeds | validation NDCG@10 | NDCG@10 | HR@10 | MRR | NDCG@20 | HR@20 | train s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, entry in summary["models"].items():
-        cells = [mean_cell(entry.get(name)) for name in METRICS]
+        cells = [mean_cell(entry.get(name)) for name in ("validation_ndcg@10", *METRICS)]
+        train_cell = mean_cell(entry.get("train_seconds"), 0)
+        if entry.get("teacher_train_seconds"):
+            train_cell += f" (+ {mean_cell(entry['teacher_train_seconds'], 0)} teacher)"
         lines.append(
             f"| {model} | {entry['n_seeds']} ({', '.join(map(str, entry['seeds']))}) | {' | '.join(cells)} | "
-            f"{mean_cell(entry.get('train_seconds'), 0)} | {mean_cell(entry.get('peak_rss_mb'), 0)} |"
+            f"{train_cell} | {mean_cell(entry.get('peak_rss_mb'), 0)} |"
         )
     if "popularity" in summary["models"]:
         lines.append("")
@@ -621,6 +639,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             reuse = {int(seed): Path(directory) for seed, _, directory in (item.partition("=") for item in args.reuse)}
             for seed in seeds:
+                teacher = TEACHERS.get(model)
+                if teacher and not (runs_dir / f"{teacher}-seed{seed}" / "metrics.json").is_file():
+                    # The teacher's run is trained first; its row joins the results like any other.
+                    print(f"[quality] {model} seed {seed}: training its teacher, {teacher} seed {seed}, first", flush=True)
+                    teacher_row = run_model(teacher, seed, runs_dir, args.quick, overrides, runs_dir / "logs")
+                    results = _assemble(results, merge_rows(results.get("rows", []), [teacher_row]), args, seeds)
+                    write_report(results_dir, name, results)
                 row = run_model(model, seed, runs_dir, args.quick, overrides, runs_dir / "logs", reuse.get(seed))
                 if args.note:
                     row["note"] = args.note
