@@ -8,6 +8,7 @@ the JSON starts without it.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -194,7 +195,6 @@ def interleaved(functions: list[Callable[[], Any]], repeats: int, warmup: int) -
 # ----------------------------------------------------------------------------- results files
 def load_results(path: Path) -> dict[str, Any]:
     """A results JSON file, or an empty one (no rows) where it does not exist yet."""
-    import json
 
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
@@ -289,3 +289,14 @@ def user_bootstrap(differences: Any, users: Sequence[Any], n_resamples: int, see
         "ci95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
         "p_value": (1 + as_far) / (n_resamples + 1),
     }
+
+
+def json_text(value: Any, indent: int = 0) -> str:
+    """Indented JSON with each list of plain values on one line (a row's per-user ranks stay one line)."""
+    pad, inner = " " * indent, " " * (indent + 2)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(str(k))}: {json_text(v, indent + 2)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        return "[\n" + ",\n".join(f"{inner}{json_text(v, indent + 2)}" for v in value) + f"\n{pad}]"
+    return json.dumps(value)

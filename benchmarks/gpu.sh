@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# GPU measurement in one go, for a lent H100/H200 (about 6 minutes).
+# GPU measurement in one go on a CUDA machine (about 6 minutes on an H100-class GPU): training and
+# evaluation throughput with MFU, then a short run of configs/gpu.yaml.
 #
-# Prepare here, once, the wheels the GPU image lacks (it has torch, transformers, accelerate,
-# peft, pyarrow, pandas, tensorboard, matplotlib):
-#     benchmarks/gpu_wheels.sh            # downloads into .whl/ (git-ignored via .git/info/exclude)
-# then run on the device, from the repository root, carrying .whl:
-#     bash benchmarks/gpu.sh
-# Results land in $OUT (the device tool's return folder) or benchmarks/results/.
+# A GPU image without network access needs the wheels it lacks (it usually has torch, transformers,
+# accelerate, peft, pyarrow, pandas, tensorboard, matplotlib): benchmarks/gpu_wheels.sh downloads them
+# into .whl/ on a machine that reaches PyPI, and this script installs them from there when .whl/ exists.
+#     bash benchmarks/gpu.sh              # from the repository root
+# Results go to $OUT when it is set, else to benchmarks/results/.
 #
-# SmolLM2's 98 MB GGUF is larger than what travels to the device, so the throughput rows use
-# SmolLM2-135M's exact architecture with random weights (--shape_only; FLOPs and memory are
-# the same) and the short training run uses that random backbone too: it measures the GPU
-# path's speed and correctness, not recommendation quality.
+# The throughput rows and the short run use SmolLM2-135M's exact architecture with random weights
+# (--shape_only; FLOPs and memory are the same), so the script needs no model download: it measures the
+# GPU path's speed and correctness, not recommendation quality.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS="${OUT:-benchmarks/results}"

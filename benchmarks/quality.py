@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 
 from benchmark_utils import (
-    POPULARITY_BUCKETS, REPO, command_line, display_path, finetune_command, load_results, machine_summary, mean_cell,
+    POPULARITY_BUCKETS, REPO, command_line, display_path, finetune_command, json_text, load_results, machine_summary, mean_cell,
     ndcg_by_target_popularity, relative_command, run_logged, t_interval, user_bootstrap, utc_now,
 )
 
@@ -567,22 +567,11 @@ def render_chart(results: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _json_text(value: Any, indent: int = 0) -> str:
-    """Indented JSON with each list of plain values on one line (a row's per-user ranks stay one line)."""
-    pad, inner = " " * indent, " " * (indent + 2)
-    if isinstance(value, dict) and value:
-        items = [f"{inner}{json.dumps(str(k))}: {_json_text(v, indent + 2)}" for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
-        return "[\n" + ",\n".join(f"{inner}{_json_text(v, indent + 2)}" for v in value) + f"\n{pad}]"
-    return json.dumps(value)
-
-
 def write_report(results_dir: Path, name: str, results: dict[str, Any]) -> None:
     """``<name>.json`` (one line per list of plain values), ``.md`` and ``.png``, each written atomically."""
     from hf_seqrec.io_utils import write_text_atomic
 
-    write_text_atomic(results_dir / f"{name}.json", _json_text(results) + "\n")
+    write_text_atomic(results_dir / f"{name}.json", json_text(results) + "\n")
     write_text_atomic(results_dir / f"{name}.md", render_markdown(results))
     render_chart(results, results_dir / f"{name}.png")
 

@@ -40,10 +40,10 @@ from typing import Any, Callable
 import numpy as np
 
 from benchmark_utils import (
-    REPO, command_line, display_path, finetune_command, load_results, machine_summary, mean_cell, relative_command,
+    REPO, command_line, display_path, finetune_command, json_text, load_results, machine_summary, mean_cell, relative_command,
     run_logged, t_interval, user_bootstrap, utc_now,
 )
-from quality import _json_text, finished_run_matches, ndcg_at_10
+from quality import finished_run_matches, ndcg_at_10
 
 TEST_RANKS_FILE = "test_ranks.json"  # hf_seqrec.training.output_dir.TEST_RANKS_FILE (not imported: no torch needed here)
 EVALUATE = REPO / "scripts" / "evaluate_checkpoint.py"
@@ -509,7 +509,7 @@ def write_report(results_dir: Path, name: str, results: dict[str, Any]) -> None:
     from hf_seqrec.io_utils import write_text_atomic
 
     results_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(results_dir / f"{name}.json", _json_text(results) + "\n")
+    write_text_atomic(results_dir / f"{name}.json", json_text(results) + "\n")
     write_text_atomic(results_dir / f"{name}.md", render_markdown(results))
 
 
