@@ -443,13 +443,15 @@ def render_markdown(results: dict[str, Any]) -> str:
     ]
     for row in rows:
         configured = row.get("num_epochs") if stopped_by(row) != "no training" else "no epochs"
+        # A row whose run directory was later reused by another run keeps its numbers but not the directory.
+        run_dir_cell = f"`{row['run_dir']}`" if row.get("run_dir") else "not kept"
         if row.get("max_steps"):
             configured = f"{configured}, max_steps {row['max_steps']}"
         lines.append(
             f"| {row['model']} | {row['seed']} | {row['ndcg@10']:.4f} | {row['hr@10']:.4f} | "
             f"{row.get('validation_ndcg@10', float('nan')):.4f} | {row.get('epochs_run')} ({configured}) | {row.get('best_epoch')} | "
             f"{stopped_by(row)} | "
-            f"{row.get('train_seconds')} | `{row.get('run_dir')}` |"
+            f"{row.get('train_seconds')} | {run_dir_cell} |"
         )
     lines += ["", "Commands (one per row):", ""]
     for row in rows:
