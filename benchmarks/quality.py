@@ -41,7 +41,7 @@ from benchmark_utils import (
     ndcg_by_target_popularity, relative_command, run_logged, t_interval, user_bootstrap, utc_now,
 )
 
-TEST_RANKS_FILE = "test_ranks.json"  # hf_seqrec.training.trainer.TEST_RANKS_FILE (not imported: no torch needed here)
+TEST_RANKS_FILE = "test_ranks.json"  # hf_seqrec.training.output_dir.TEST_RANKS_FILE (not imported: no torch needed here)
 
 # The LM with every one of SmolLM2-135M's 30 decoder layers, in the CPU default of the time its rows
 # were measured (they were recorded as smollm2-lora): every option that default set is pinned here, so

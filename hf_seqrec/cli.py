@@ -120,10 +120,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .data.collator import NextItemCollator
     from .data.cold_start import apply_cold_start
     from .data.prepare import prepare_data
-    from .evaluation.cold_start import cold_start_metrics, cold_start_summary
-    from .evaluation.evaluator import rank_targets
-    from .evaluation.final_test import rating_report, write_ranks_file
-    from .evaluation.ranking import evaluation_protocol, full_ranking_metrics, user_counts
+    from .evaluation.cold_start import cold_start_summary
+    from .evaluation.evaluator import evaluate_split
+    from .evaluation.final_test import write_ranks_file
+    from .evaluation.ranking import evaluation_protocol, user_counts
     from .evaluation.ratings import rating_summary
     from .inference.loading import checkpoint_dir
     from .io_utils import write_json_atomic
@@ -157,8 +157,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     model = model.to(accelerator.device)
     # The model is not wrapped by accelerate: score it under the autocast explicitly, as the trainer's final test does.
     with accelerator.autocast():
-        ranks = rank_targets(model, loader, accelerator)
-    metrics = full_ranking_metrics(ranks, n_bootstrap=args.bootstrap_samples)
+        evaluation = evaluate_split(
+            model, loader, prepared, args.split, n_bootstrap=args.bootstrap_samples, max_users=args.max_users,
+            # The cold/warm breakdown of the test split only: the validation split's is the trainer's, to choose designs on.
+            cold_start_fraction=config.cold_start_fraction if args.split == "test" else 0.0, seed=config.seed,
+            accelerator=accelerator,
+        )
+    metrics = evaluation.metrics
     protocol = evaluation_protocol(
         n_resamples=args.bootstrap_samples, dataset=config.dataset, k_core=config.k_core, max_len=model.config.max_len,
         max_users=args.max_users, max_users_option="max_users",
@@ -168,20 +173,16 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         "protocol": protocol, args.split: metrics, **user_counts(prepared.report, metrics["n_users"]),
         "n_items": len(prepared.catalog), "model": str(args.model),
     }
-    if config.cold_start_fraction and args.split == "test":
-        payload["cold_start"] = cold_start_metrics(
-            ranks, split["target"], prepared.cold_items,
-            fraction=config.cold_start_fraction, seed=config.seed, n_bootstrap=args.bootstrap_samples,
-        )
-        accelerator.print(cold_start_summary(payload["cold_start"]))
-    by_rating = rating_report(ranks, prepared, args.max_users, args.bootstrap_samples) if args.split == "test" else None
-    if by_rating is not None:  # rated data: the liked / disliked test metrics, as the trainer's metrics.json has them
-        payload["test_by_rating"] = by_rating
-        accelerator.print(rating_summary(by_rating))
+    if evaluation.cold_start is not None:  # the run held items out of training: its cold and warm test targets
+        payload["cold_start"] = evaluation.cold_start
+        accelerator.print(cold_start_summary(evaluation.cold_start))
+    if evaluation.by_rating is not None:  # rated data: the liked / disliked test metrics, as the trainer's metrics.json has them
+        payload["test_by_rating"] = evaluation.by_rating
+        accelerator.print(rating_summary(evaluation.by_rating))
     if args.output and accelerator.is_main_process:
         write_json_atomic(args.output, payload)
     if args.ranks_output and accelerator.is_main_process:
-        write_ranks_file(args.ranks_output, prepared, ranks, metrics, args.max_users)
+        write_ranks_file(args.ranks_output, prepared, evaluation.ranks, metrics, args.max_users)
     accelerator.print(json.dumps({args.split: {k: metrics[k] for k in ("ndcg@10", "hr@10", "mrr")}}))
     return 0
 

@@ -16,7 +16,8 @@ from hf_seqrec.cli import finetune_main, run_cli
 from hf_seqrec.hub.model_card import write_model_card
 from hf_seqrec.training.config import FinetuneConfig
 from hf_seqrec.training.output_dir import LOCK_FILE, OutputDirError, check_output_dir, holds_output_dir_lock, release_output_dir
-from hf_seqrec.training.trainer import fit_popularity, train
+from hf_seqrec.training.popularity import fit_popularity
+from hf_seqrec.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.data.prepare import prepare_data
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
 from hf_seqrec.training.output_dir import OutputDirError, check_output_dir
-from hf_seqrec.training.trainer import fit_popularity
+from hf_seqrec.training.popularity import fit_popularity
 from testing_utils import run_finetune, script_env
 
 REPO = Path(__file__).resolve().parents[1]

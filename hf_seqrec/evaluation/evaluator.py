@@ -1,14 +1,25 @@
-"""Full-catalogue evaluation of any model that returns next-item logits, on one or many processes."""
+"""Full-catalogue evaluation of any model that returns next-item logits, on one or many processes.
+
+``evaluate_split`` is the one path from a model and a split of the prepared data to that split's metrics: the
+trainer's final evaluation and ``scripts/evaluate_checkpoint.py`` both call it, so re-evaluating a checkpoint
+reproduces the numbers its run wrote.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .cold_start import cold_start_metrics
+from .final_test import rating_report
 from .ranking import full_ranking_metrics, target_ranks
+
+if TYPE_CHECKING:
+    from ..data.prepare import PreparedData
 
 
 @torch.no_grad()
@@ -53,6 +64,52 @@ def evaluate_ranking(
     """HR@K, NDCG@K and MRR (K in 1, 5, 10, 20) with bootstrap 95% intervals over users."""
     ranks = rank_targets(model, dataloader, accelerator)
     return full_ranking_metrics(ranks, n_bootstrap=n_bootstrap, seed=seed)
+
+
+@dataclass
+class SplitEvaluation:
+    """One split's per-user ranks and every metric built from them, kept together so a caller can report or save any of them."""
+
+    split: str
+    ranks: np.ndarray
+    metrics: dict[str, Any]
+    cold_start: dict[str, Any] | None = None  # cold and warm targets, when the run held items out of training
+    by_rating: dict[str, Any] | None = None  # liked and disliked targets, for the test split of rated data
+
+
+def evaluate_split(
+    model: torch.nn.Module,
+    dataloader: DataLoader,
+    prepared: PreparedData,
+    split: str,
+    *,
+    n_bootstrap: int,
+    max_users: int | None,
+    cold_start_fraction: float = 0.0,
+    seed: int = 0,
+    accelerator: Any | None = None,
+    ranks: np.ndarray | None = None,
+) -> SplitEvaluation:
+    """Rank ``split``'s targets and build its overall metrics, its cold/warm breakdown and its metrics by target rating.
+
+    ``dataloader`` serves the first ``max_users`` users of ``prepared.splits[split]`` (every user without it), in split
+    order. ``ranks`` already computed for this model and split (the training loop's validation of the best epoch) are
+    used instead of ranking again. ``cold_start_fraction`` and ``seed`` say how the run chose its cold items; with a
+    fraction of 0 there is no cold/warm breakdown. Only the test split has target ratings to break down by.
+    """
+    if ranks is None:
+        ranks = rank_targets(model, dataloader, accelerator)
+    metrics = full_ranking_metrics(ranks, n_bootstrap=n_bootstrap)
+    cold_start = None
+    if cold_start_fraction:
+        targets = prepared.splits[split]["target"]
+        if max_users is not None:
+            targets = targets[:max_users]
+        cold_start = cold_start_metrics(
+            ranks, targets, prepared.cold_items, fraction=cold_start_fraction, seed=seed, n_bootstrap=n_bootstrap, split=split
+        )
+    by_rating = rating_report(ranks, prepared, max_users, n_bootstrap) if split == "test" else None
+    return SplitEvaluation(split, ranks, metrics, cold_start=cold_start, by_rating=by_rating)
 
 
 def _check_item_indices(item_ids: torch.Tensor, num_items: int) -> None:

@@ -1,10 +1,10 @@
 """What a test evaluation reports besides its overall metrics: the per-user ranks file and the metrics by target rating.
 
-The trainer's final test and ``scripts/evaluate_checkpoint.py`` both build them here, from the prepared
-data, the ranks of ``rank_targets`` and how many test users were scored, so re-evaluating a checkpoint
-gives the ``test_ranks.json`` and the ``test_by_rating`` of ``metrics.json`` that its run wrote. Runs
-finished before either existed get them that way without retraining. (No name here starts with ``test_``:
-pytest would collect it as a test wherever a test module imports it.)
+The trainer's final test and ``scripts/evaluate_checkpoint.py`` both build them here (the metrics by rating
+through ``evaluator.evaluate_split``), from the prepared data, the ranks of ``rank_targets`` and how many test
+users were scored, so re-evaluating a checkpoint gives the ``test_ranks.json`` and the ``test_by_rating`` of
+``metrics.json`` that its run wrote. Runs finished before either existed get them that way without retraining.
+(No name here starts with ``test_``: pytest would collect it as a test wherever a test module imports it.)
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def write_model_card(
 ) -> Path:
     """Render the model card of the checkpoint in ``directory``; returns the path of its README.md.
 
-    ``example_explanation`` (from :func:`hf_seqrec.training.trainer.example_explanation`): one real
+    ``example_explanation`` (from :func:`hf_seqrec.training.export.example_explanation`): one real
     recommendation of the model with the history items that drove it, shown in the card.
     """
     directory = Path(directory)

@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,6 +47,9 @@ from ..modeling.checkpoint_format import checkpoint_revision
 from ..pipelines.precision import PRECISIONS, check_precision
 from ..training.output_dir import OutputDirError
 from .loading import checkpoint_dir, load_pipeline
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +139,7 @@ def recommend_to_parquet(
     users/s); every process returns it, the main process's covers the whole job.
     ``on_shard_written(shard_index, path)`` is called after each shard this process writes.
     """
-    state = _process_state()
+    state = process_state()
     started = time.perf_counter()
     histories, data_report = load_user_histories(config.data)
     users = list(histories)
@@ -236,7 +239,7 @@ def _coverage(catalog: Any, histories: dict[str, list[str]], config: BatchRecomm
     }
 
 
-def _process_state():
+def process_state() -> PartialState:
     """accelerate's view of the processes; the CPU ones too (``ACCELERATE_USE_CPU=1``, or no GPU at all).
 
     ``PartialState()`` alone ignores ``ACCELERATE_USE_CPU`` (only ``Accelerator`` reads it) and would

@@ -35,7 +35,7 @@ def build_parser():
     from transformers.hf_argparser import string_to_bool
 
     from ..data.prepare import DataConfig
-    from ..training.config import LiteralHelpFormatter, SeqRecArgumentParser
+    from ..training.config import LiteralHelpFormatter, add_field_option
 
     parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=LiteralHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint directory or Hub id")
@@ -66,7 +66,7 @@ def build_parser():
             if spec.name == "dataset":  # required here: a batch job names its data
                 spec = copy.copy(spec)
                 spec.default = dataclasses.MISSING
-            SeqRecArgumentParser._parse_dataclass_field(data, spec)
+            add_field_option(data, spec)
     return parser
 
 
@@ -77,15 +77,15 @@ def recommend_main(argv: list[str] | None = None) -> int:
 
     from ..data.errors import DataValidationError
     from ..data.prepare import DataConfig
-    from ..training.config import ConfigError, _coerce_fields
-    from .batch import BatchRecommendConfig, _process_state, recommend_to_parquet
+    from ..training.config import ConfigError, coerce_fields
+    from .batch import BatchRecommendConfig, process_state, recommend_to_parquet
 
     try:
         # Checked and converted as scripts/finetune.py does ("none" for no value, numbers from their text).
         options = argparse.Namespace(**{spec.name: spec.default for spec in dataclasses.fields(DataConfig)})
         for name in DATA_OPTIONS:
             setattr(options, name, getattr(args, name))
-        _coerce_fields(options, DataConfig)
+        coerce_fields(options, DataConfig)
         data = DataConfig(**vars(options))
         config = BatchRecommendConfig(
             model=args.model, output=args.output, data=data, top_k=args.top_k, precision=args.precision,
@@ -97,7 +97,7 @@ def recommend_main(argv: list[str] | None = None) -> int:
             raise
         raise ConfigError(str(error)) from None
     summary = recommend_to_parquet(config, progress=not args.no_progress)
-    if _process_state().is_main_process:
+    if process_state().is_main_process:
         print(json.dumps(summary))
     return 0
 

@@ -46,8 +46,8 @@ ITEM_TEXT_TOKENS_FILE = "item_text_tokens.safetensors"
 Q_HEAD_FILE = "q_head.safetensors"
 # The next-item pipeline (hf_seqrec/pipelines/next_item.py), copied next to the model code in every checkpoint.
 PIPELINE_FILE = "next_item.py"
-# Same-folder modules next_item.py imports (explanations, inference precision), copied with it.
-PIPELINE_MODULE_FILES = ("explain.py", "precision.py")
+# Same-folder modules next_item.py imports (explanations, inference precision, history padding), copied with it.
+PIPELINE_MODULE_FILES = ("explain.py", "precision.py", "padding.py")
 PIPELINE_TASK = "next-item"
 # Every file save_pretrained (and the training loop) may write besides config.json and the model code.
 CHECKPOINT_FILES = (

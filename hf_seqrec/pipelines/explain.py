@@ -52,8 +52,8 @@ Integrated gradients also need gradients through the backbone, which a pipeline 
 ``precision="int8"`` (dynamically quantized layers) does not have; occlusion works in every precision.
 
 This file travels with ``next_item.py`` into every checkpoint (``trust_remote_code``), so it imports
-nothing from hf_seqrec, only torch and the standard library; captum is imported only when
-integrated gradients are asked for.
+nothing from hf_seqrec, only torch, the standard library and its same-folder ``padding.py`` (the
+pipeline's batch); captum is imported only when integrated gradients are asked for.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+
+from .padding import pad_histories
 
 OCCLUSION = "occlusion"
 INTEGRATED_GRADIENTS = "integrated_gradients"
@@ -76,17 +78,6 @@ OCCLUSION_BATCH = 64
 
 
 # ----------------------------------------------------------------------------- scoring as the pipeline does
-def pad_histories(histories: Sequence[Sequence[int]], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and attention mask, as the next-item pipeline builds them."""
-    length = max(len(h) for h in histories)
-    ids = torch.zeros(len(histories), length, dtype=torch.long)
-    mask = torch.zeros(len(histories), length, dtype=torch.long)
-    for row, history in enumerate(histories):
-        ids[row, : len(history)] = torch.tensor(list(history), dtype=torch.long)
-        mask[row, : len(history)] = 1
-    return ids.to(device), mask.to(device)
-
-
 @torch.no_grad()
 def score_histories(model: Any, histories: Sequence[Sequence[int]], batch_size: int = OCCLUSION_BATCH) -> torch.Tensor:
     """`[len(histories), num_items]` float32 scores: the pipeline's own forward call on each (non-empty) history."""

