@@ -103,6 +103,7 @@ QUICK = {"num_epochs": 1, "max_steps": 3, "eval_max_users": 100, "bootstrap_samp
 QUICK_PER_MODEL = {
     "smollm2-lora": {"max_len": 20, "batch_size": 4},
     "smollm2-lora-30l": {"max_len": 20, "batch_size": 4},
+    "smollm2-lora-distill": {"max_len": 20, "batch_size": 4},
     "sasrec": {"max_len": 50},
 }
 

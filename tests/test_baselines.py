@@ -221,7 +221,7 @@ def test_quality_benchmark_quick_runs_merges_rows_and_reports_what_is_missing(tm
     assert second["rows"][3]["ndcg@10"] == row["ndcg@10"] and "--lm_runs" in second["rows"][3]["command"]
     ratio = second["summary"]["ratio_ndcg@10_lm_over_sasrec"]
     assert ratio == pytest.approx(1.0) if row["ndcg@10"] else ratio is None  # the same run on both sides
-    assert [m["model"] for m in second["summary"]["missing"]] == ["gru4rec", "svae", "smollm2-lora-30l"]
+    assert [m["model"] for m in second["summary"]["missing"]] == ["gru4rec", "svae", "smollm2-lora-30l", "smollm2-lora-distill"]
     table = (results / "ml100k-quick.md").read_text()
     assert "| sasrec | 1 (0) |" in table and "`gru4rec`: seeds 0 not run yet" in table and "Quick rows" in table
     assert (results / "ml100k-quick.png").stat().st_size > 1000
