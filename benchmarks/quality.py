@@ -78,16 +78,14 @@ MODELS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "sasrec": ("configs/sasrec.yaml", {}),
     "smollm2-lora": ("configs/cpu.yaml", {}),
     "smollm2-lora-30l": ("configs/cpu.yaml", LM_30_LAYERS),
-    # The CPU default distilled from this benchmark's SASRec run of the same seed ({runs_dir} and {seed}
-    # are filled in per run): the KL divergence to the teacher's softmax over the whole catalogue at every
-    # trained position, weight 0.5, temperature 1 (the tail study's setting).
-    "smollm2-lora-distill": (
-        "configs/cpu.yaml", {"teacher": "{runs_dir}/sasrec-seed{seed}", "distill_weight": 0.5, "distill_temperature": 1.0},
-    ),
+    # The CPU default distilled from this benchmark's SASRec run of the same seed (TEACHERS): the KL
+    # divergence to the teacher's softmax over the whole catalogue at every trained position, weight 0.5,
+    # temperature 1 (the tail study's setting).
+    "smollm2-lora-distill": ("configs/cpu.yaml", {"distill_weight": 0.5, "distill_temperature": 1.0}),
 }
 LM_MODEL = "smollm2-lora"
 LM_MODELS = (LM_MODEL, "smollm2-lora-30l", "smollm2-lora-distill")
-# model -> the model whose run of the same seed it needs first (its distillation teacher).
+# model -> the model whose run of the same seed, in the same runs directory, is its distillation teacher.
 TEACHERS = {"smollm2-lora-distill": "sasrec"}
 REFERENCE_MODEL = "sasrec"
 # Paired tests over users of per-user test NDCG@10: (model A, model B), reported as A - B.
@@ -112,14 +110,19 @@ QUICK_PER_MODEL = {
 def model_command(model: str, seed: int, run_dir: Path, quick: bool, overrides: dict[str, str]) -> list[str]:
     """The finetune command of one model and seed: its config file and fixed options, then --quick's, then ``overrides``."""
     config_file, fixed = MODELS[model]
-    placeholders = {"runs_dir": str(run_dir.parent), "seed": seed}
-    filled = {key: value.format(**placeholders) if isinstance(value, str) else value for key, value in fixed.items()}
-    options: dict[str, Any] = {**filled, "seed": seed, "output_dir": str(run_dir), "report_to": "none"}
+    options: dict[str, Any] = {**fixed, "seed": seed, "output_dir": str(run_dir), "report_to": "none"}
+    if model in TEACHERS:
+        options["teacher"] = str(teacher_dir(model, seed, run_dir.parent))
     if quick:
         options.update(QUICK)
         options.update(QUICK_PER_MODEL.get(model, {}))
     options.update(overrides)
     return finetune_command(config_file, options)
+
+
+def teacher_dir(model: str, seed: int, runs_dir: Path) -> Path:
+    """The run directory of ``model``'s distillation teacher for ``seed``."""
+    return runs_dir / f"{TEACHERS[model]}-seed{seed}"
 
 
 def finished_run_matches(command: list[str], run_dir: Path) -> bool:
@@ -632,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
             reuse = {int(seed): Path(directory) for seed, _, directory in (item.partition("=") for item in args.reuse)}
             for seed in seeds:
                 teacher = TEACHERS.get(model)
-                if teacher and not (runs_dir / f"{teacher}-seed{seed}" / "metrics.json").is_file():
+                if teacher and not (teacher_dir(model, seed, runs_dir) / "metrics.json").is_file():
                     # The teacher's run is trained first; its row joins the results like any other.
                     print(f"[quality] {model} seed {seed}: training its teacher, {teacher} seed {seed}, first", flush=True)
                     teacher_row = run_model(teacher, seed, runs_dir, args.quick, overrides, runs_dir / "logs")
