@@ -65,7 +65,7 @@ def untrained_lm_checkpoint(directory: Path, n_items: int, max_len: int = 50) ->
     import torch
 
     from hf_seqrec import SeqRecForNextItem
-    from hf_seqrec.data.catalog import ItemCatalog
+    from hf_seqrec.modeling.item_catalog import ItemCatalog
 
     ids = [str(i) for i in range(1, n_items + 1)]
     texts = [f"Item {i} | Category {i % 50}" for i in range(1, n_items + 1)]

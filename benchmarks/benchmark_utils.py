@@ -232,7 +232,7 @@ def target_train_counts() -> dict[str, int]:
     """
     if not _TARGET_COUNTS:
         from hf_seqrec.data.prepare import DataConfig, prepare_data
-        from hf_seqrec.modeling.checkpoint_format import item_popularity
+        from hf_seqrec.modeling.popularity_counts import item_popularity
 
         prepared = prepare_data(DataConfig())
         splits = prepared.splits

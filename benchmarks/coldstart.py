@@ -1,15 +1,16 @@
 #!/usr/bin/env python
 """Cold-start quality on MovieLens-100K: items that training never saw, ranked from their text.
 
-    python benchmarks/coldstart.py                                   # every model, seeds 0,1,2
-    python benchmarks/coldstart.py --models smollm2-lora-text --seeds 0   # a subset; rows are merged
+    python benchmarks/coldstart.py                                   # the default models, seeds 0,1,2
+    python benchmarks/coldstart.py --models smollm2-lora-text --seeds 0   # any model, a subset; rows are merged
     python benchmarks/coldstart.py --report_only                     # rebuild the table from the JSON
 
 Every run is ``scripts/finetune.py`` with ``--cold_start_fraction 0.1``: a seeded 10% of the items is
 held out of training entirely (their interactions are removed from every training sequence and input
 history) but stays in the catalogue, and the test metrics are split by whether the user's test target
 is one of those cold items. The same seed holds out the same items for every model, so the rows of one
-seed are comparable. Models:
+seed are comparable. The default run (``DEFAULT_MODELS``) is the no-tower LM, the let-it-go LM on MiniLM
+with and without centred deltas, SASRec and the let-it-go SASRec; the other designs stay available through ``--models``. Models:
 
 - ``smollm2-lora``: the LM with an ID-only item table (initialised from text, then trained; a cold
   item's row is only ever pushed down as a negative);
@@ -35,6 +36,8 @@ seed are comparable. Models:
 - ``smollm2-lora-let-it-go-minilm``: the same with all-MiniLM-L6-v2 sentence embeddings as the content
   (``--item_text_encoder sentence-transformer:minilm``; a learned map, started at the standardised
   embeddings' principal axes, takes them from 384 to the LM's 576 dimensions);
+- ``smollm2-lora-let-it-go-minilm-centred``: the same with ``--item_text_center_deltas``: the trained
+  items' mean delta is subtracted, so no direction marks an item as "seen in training";
 - ``sasrec-let-it-go``: SASRec with the same MiniLM let-it-go item vectors (the map takes 384 to 64),
   the paper's own setting.
 
@@ -48,8 +51,8 @@ benchmark; nothing is cut to one epoch.
 
 Results: ``benchmarks/results/coldstart.json`` (rows ``{"model", "seed", "cold_hr@10", "warm_hr@10",
 "cold_ndcg@10", "warm_ndcg@10", "val_cold_hr@10", ...}``, machine, command, protocol) and ``coldstart.md``
-(mean and 95% t-interval across seeds, and the two targets: cold HR@10 >= 0.3 x warm HR@10 (stretch 0.5)
-for a text model, and its warm NDCG@10 within 5% of the model without it). The same cold/warm split of
+(mean and 95% t-interval across seeds, and the two targets: cold HR@10 >= 0.4 x warm HR@10 (stretch 0.5)
+for a text model, and its warm NDCG@10 at least 0.95 x the model without it (stretch 1.0)). The same cold/warm split of
 the validation split (``cold_start_validation`` in each run's metrics.json) has a table of its own: it
 is what a design is chosen on, so the test rows stay a final measurement.
 """
@@ -95,6 +98,10 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "smollm2-lora-let-it-go": ("configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_design": "let-it-go"}),
     "smollm2-lora-let-it-go-minilm": ("configs/cpu.yaml", {**LM_TABLE, **TOWER, "item_text_design": "let-it-go", "item_text_encoder": MINILM}),
+    "smollm2-lora-let-it-go-minilm-centred": (
+        "configs/cpu.yaml",
+        {**LM_TABLE, **TOWER, "item_text_design": "let-it-go", "item_text_encoder": MINILM, "item_text_center_deltas": True},
+    ),
     "sasrec-let-it-go": ("configs/sasrec.yaml", {**TOWER, "item_text_design": "let-it-go", "item_text_encoder": MINILM}),
 }
 TEXT_MODEL, ID_MODEL = "smollm2-lora-text", "smollm2-lora"
@@ -109,10 +116,19 @@ TARGET_PAIRS = (
     ("smollm2-lora-text-delta-nobias", ID_MODEL),
     ("smollm2-lora-let-it-go", ID_MODEL),
     ("smollm2-lora-let-it-go-minilm", ID_MODEL),
+    ("smollm2-lora-let-it-go-minilm-centred", ID_MODEL),
     ("sasrec-let-it-go", "sasrec"),
 )
+# What the default run measures: the LM without a tower, the let-it-go design on MiniLM with and without
+# centred deltas, and the same design on SASRec beside plain SASRec.
+DEFAULT_MODELS = (
+    "smollm2-lora", "smollm2-lora-let-it-go-minilm", "smollm2-lora-let-it-go-minilm-centred", "sasrec", "sasrec-let-it-go",
+)
 # Cold HR@10 as a share of warm HR@10: the target, and the stretch.
-COLD_SHARE_TARGET, COLD_SHARE_STRETCH = 0.30, 0.50
+COLD_SHARE_TARGET, COLD_SHARE_STRETCH = 0.40, 0.50
+# Warm NDCG@10 of a text model over the same model without the tower: the target (no more than 5% lost), and
+# the stretch (text helps the trained items too).
+WARM_RATIO_TARGET, WARM_RATIO_STRETCH = 0.95, 1.00
 DEFAULT_SEEDS = (0, 1, 2)
 METRICS = ("cold_hr@10", "warm_hr@10", "cold_ndcg@10", "warm_ndcg@10")
 # The same split of the validation split (absent from runs made before trainers reported it).
@@ -239,19 +255,25 @@ def render_markdown(results: dict[str, Any]) -> str:
             )
         change = target.get("warm_ndcg@10_change_vs_id_only")
         if change is not None:
-            verdict = "met" if change >= -0.05 else "missed"
+            ratio = 1 + change
+            verdict = "stretch met" if ratio >= WARM_RATIO_STRETCH else "met" if ratio >= WARM_RATIO_TARGET else "missed"
             lines.append(
-                f"- **{target['text_model']} warm NDCG@10 vs {target['id_model']}: {change:+.1%}** (target: no more than 5% below: {verdict})."
+                f"- **{target['text_model']} warm NDCG@10 vs {target['id_model']}: {change:+.1%}** "
+                f"(target ≥ {WARM_RATIO_TARGET:.2f} x, stretch ≥ {WARM_RATIO_STRETCH:.2f} x: {verdict})."
             )
     lines += _validation_table(summary["models"])
     missing = []
-    for model in MODELS:
+    measured = {r["model"] for r in results["rows"]}
+    for model in [m for m in MODELS if m in DEFAULT_MODELS or m in measured]:
         done = {r["seed"] for r in results["rows"] if r["model"] == model}
         seeds = [seed for seed in DEFAULT_SEEDS if seed not in done]
         if seeds:
             missing.append(f"`{model}` seeds {', '.join(map(str, seeds))}")
     if missing:
         lines += ["", f"Not run yet: {'; '.join(missing)} (`python benchmarks/coldstart.py --models MODEL --seeds SEEDS`)."]
+    others = [m for m in MODELS if m not in DEFAULT_MODELS and m not in measured]
+    if others:
+        lines += ["", f"Other designs, run with `--models` and not part of the default run: {', '.join(f'`{m}`' for m in others)}."]
     lines += ["", "## Runs", "", "| model | seed | cold HR@10 | warm HR@10 | cold NDCG@10 | warm NDCG@10 | epochs (best) | train s | run directory |", "|---|---|---|---|---|---|---|---|---|"]
     for row in results["rows"]:
         lines.append(
@@ -289,7 +311,9 @@ def _validation_table(models: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
+    parser.add_argument(
+        "--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated models (default {','.join(DEFAULT_MODELS)}) of {', '.join(MODELS)}"
+    )
     parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--runs_dir", default="runs/coldstart", help="where the run directories go")
     parser.add_argument("--results_dir", default=str(REPO / "benchmarks" / "results"))
@@ -327,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(results_dir: Path, rows: dict[tuple[str, int], dict[str, Any]], argv: list[str] | None) -> None:
-    from hf_seqrec.data.cold_start import PROTOCOL
+    from hf_seqrec.data.cold_start_split import PROTOCOL
 
     order = {name: index for index, name in enumerate(MODELS)}
     ordered = sorted(rows.values(), key=lambda r: (order.get(r["model"], len(order)), r["seed"]))

@@ -32,7 +32,7 @@ import torch
 import yaml
 
 from hf_seqrec.data import DataConfig, NextItemCollator, prepare_data
-from hf_seqrec.data.cold_start import apply_cold_start
+from hf_seqrec.data.cold_start_split import apply_cold_start
 from hf_seqrec.evaluation.ranking import target_ranks
 from hf_seqrec.modeling import SeqRecForNextItem
 

@@ -84,7 +84,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def evaluate_model(name: str, checkpoint: Path, args: argparse.Namespace) -> dict:
     from hf_seqrec import SeqRecForNextItem
-    from hf_seqrec.pipelines.explain import integrated_gradients, occlusion, score_histories
+    from hf_seqrec.modeling.explain import integrated_gradients, occlusion, score_histories
 
     model = SeqRecForNextItem.from_pretrained(checkpoint).eval()
     max_len = int(model.config.max_len)

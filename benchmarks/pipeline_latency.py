@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import pipeline
 
     from hf_seqrec import SeqRecForNextItem
-    from hf_seqrec.data.catalog import ItemCatalog
+    from hf_seqrec.modeling.item_catalog import ItemCatalog
 
     ids, texts, source = catalogue()
     torch.manual_seed(0)

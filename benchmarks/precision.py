@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from benchmark_utils import DEFAULT_MODEL, RESULTS, interleaved, load_average, percentile, run_header, write_results
-from hf_seqrec.pipelines.precision import INT8_KEEP_FP32
+from hf_seqrec.modeling.precision import INT8_KEEP_FP32
 
 VARIANTS = ("fp32", "fp32-merged", "bf16", "int8", "int8-all")
 TARGET_SPEEDUP = 1.5
@@ -49,7 +49,7 @@ def load_variant(model_dir: str, variant: str):
         model = SeqRecForNextItem.from_pretrained(model_dir).merge_adapter()
         return pipeline("next-item", model=model)
     if variant == "int8-all":  # every linear layer int8, none kept in fp32
-        from hf_seqrec.pipelines.precision import prepare_for_inference
+        from hf_seqrec.modeling.precision import prepare_for_inference
 
         model = prepare_for_inference(SeqRecForNextItem.from_pretrained(model_dir), "int8", keep_fp32=())
         return pipeline("next-item", model=model)

@@ -15,6 +15,9 @@ import os
 import sys
 from typing import Any, TextIO
 
+from tqdm.auto import tqdm
+from transformers.utils import logging as transformers_logging
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
@@ -55,8 +58,6 @@ def configure_console(log_level: str = "warning") -> None:
 
 def _disable_library_progress_bars() -> None:
     """Weight loading and saving (transformers, which also switches off huggingface_hub's) and ``map`` (datasets)."""
-    from transformers.utils import logging as transformers_logging
-
     transformers_logging.disable_progress_bar()
     # datasets reads this when it is imported (not importing it here keeps the service's start light); a value
     # the user set wins, as datasets itself wants.
@@ -73,7 +74,5 @@ def say(line: str) -> None:
     Flushed so that, with stdout and stderr going to the same file, the line lands where it happened
     instead of whenever Python's buffer fills.
     """
-    from tqdm.auto import tqdm
-
     tqdm.write(line, file=sys.stdout)
     sys.stdout.flush()

@@ -1,6 +1,6 @@
 """Atomic writes: a killed process leaves either the old file (or directory) or the new one.
 
-The file-level writers are the checkpoint format's (`hf_seqrec/modeling/checkpoint_format.py`, which
+The file-level writers are the checkpoint code's (`hf_seqrec/modeling/atomic_writes.py`, which
 checkpoints carry); this module adds whole directories.
 """
 
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .modeling.checkpoint_format import atomic_path, write_json_atomic, write_text_atomic
+from .modeling.atomic_writes import atomic_path, write_json_atomic, write_text_atomic
 
 __all__ = ["atomic_directory", "atomic_path", "recover_directory", "replace_directory", "write_json_atomic", "write_text_atomic"]
 

@@ -7,8 +7,8 @@
 
 import sys
 
-from hf_seqrec.cli import run_cli
-from hf_seqrec.demo.cli import demo_main
+from hf_seqrec.demo.demo_command import demo_main
+from hf_seqrec.entry_points import run_cli
 
 if __name__ == "__main__":
     sys.exit(run_cli(demo_main))

@@ -6,7 +6,7 @@
 
 import sys
 
-from hf_seqrec.cli import evaluate
+from hf_seqrec.entry_points import evaluate
 
 if __name__ == "__main__":
     sys.exit(evaluate())

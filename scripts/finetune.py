@@ -9,7 +9,7 @@ Every option of hf_seqrec.training.FinetuneConfig is a flag; `--help` lists them
 
 import sys
 
-from hf_seqrec.cli import finetune
+from hf_seqrec.entry_points import finetune
 
 if __name__ == "__main__":
     sys.exit(finetune())

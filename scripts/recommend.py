@@ -9,7 +9,7 @@
 
 import sys
 
-from hf_seqrec.cli import recommend
+from hf_seqrec.entry_points import recommend
 
 if __name__ == "__main__":
     sys.exit(recommend())

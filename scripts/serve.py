@@ -7,7 +7,7 @@
 
 import sys
 
-from hf_seqrec.cli import serve
+from hf_seqrec.entry_points import serve
 
 if __name__ == "__main__":
     sys.exit(serve())

@@ -17,7 +17,7 @@ from transformers import pipeline
 
 import hf_seqrec  # noqa: F401  (registers the Auto classes and the "next-item" task)
 from hf_seqrec.data import DataConfig, prepare_data
-from hf_seqrec.data.catalog import ItemCatalog
+from hf_seqrec.modeling.item_catalog import ItemCatalog
 from hf_seqrec.modeling import SeqRecForNextItem
 
 GENRES = ["Drama", "Comedy", "Action", "Horror", "Romance"]

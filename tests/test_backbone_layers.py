@@ -85,7 +85,7 @@ def test_baselines_are_sized_with_num_layers_not_backbone_layers():
 
 
 def test_model_card_names_the_kept_layers():
-    from hf_seqrec.hub.model_card import _depth_note
+    from hf_seqrec.publishing.model_card import _depth_note
 
     assert "first 8 decoder layers" in _depth_note(8)
     assert _depth_note(None) == ""

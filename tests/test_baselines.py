@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModel, GPT2Model
 
 from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.data.collator import NextItemCollator
-from hf_seqrec.evaluation.evaluator import evaluate_ranking
+from hf_seqrec.evaluation.evaluator import evaluate_split
 from hf_seqrec.modeling import load_backbone
 from hf_seqrec.modeling.baselines import (
     BASELINE_BACKBONES,
@@ -174,7 +174,9 @@ def test_gru4rec_through_finetune_trains_saves_and_reloads_to_the_same_metrics(m
     model = SeqRecForNextItem.from_pretrained(output_dir)
     test = movielens.splits["test"].select(range(150))
     loader = torch.utils.data.DataLoader(test, batch_size=64, collate_fn=NextItemCollator(model.config.max_len))
-    again = evaluate_ranking(model, loader, n_bootstrap=10)
+    # Re-scored through the path the trainer's final test and scripts/evaluate_checkpoint.py take.
+    again = evaluate_split(model, loader, movielens, "test", n_bootstrap=10, max_users=150).metrics
+    assert again["n_users"] == metrics["test"]["n_users"] == 150
     for name in ("ndcg@10", "hr@10", "mrr"):
         assert again[name] == pytest.approx(metrics["test"][name], abs=1e-12)
 

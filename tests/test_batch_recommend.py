@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from transformers import pipeline
 
-from hf_seqrec.cli import run_cli
+from hf_seqrec.entry_points import run_cli
 from hf_seqrec.data.prepare import DataConfig
 from hf_seqrec.inference import BatchRecommendConfig, recommend_to_parquet
-from hf_seqrec.inference.cli import recommend_main
+from hf_seqrec.inference.recommend_command import recommend_main
 from hf_seqrec.training.output_dir import OutputDirError
 from testing_utils import REPO, numbered_catalog, save_tiny_lm_checkpoint, script_env
 

@@ -13,7 +13,7 @@ import torch
 from datasets import Dataset
 from transformers import pipeline
 
-from hf_seqrec.data.cold_start import choose_cold_items, hold_out_items
+from hf_seqrec.data.cold_start_split import choose_cold_items, hold_out_items
 from hf_seqrec.data.splitting import leave_one_out
 from hf_seqrec.modeling import SeqRecForNextItem
 from hf_seqrec.training.config import ConfigError, FinetuneConfig

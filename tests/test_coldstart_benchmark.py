@@ -91,7 +91,18 @@ def test_the_report_splits_test_and_validation_targets_from_finished_runs(tmp_pa
     assert "| sasrec-let-it-go | 2 | 0.0340 ± " in validation_table and "| sasrec | 1 | 0.0320 |" in validation_table
     assert "| 80 / 860 |" in validation_table
     assert "**sasrec-let-it-go warm NDCG@10 vs sasrec:" in report
-    assert "Not run yet:" in report and "`smollm2-lora-let-it-go` seeds 0, 1, 2" in report
+    assert "Not run yet:" in report and "`smollm2-lora-let-it-go-minilm-centred` seeds 0, 1, 2" in report
+    # The designs outside the default run are named as such, not as rows still to run.
+    others = report.split("Other designs, run with `--models` and not part of the default run: ", 1)[1].split("\n", 1)[0]
+    assert "`smollm2-lora-text-delta`" in others and "smollm2-lora-let-it-go-minilm" not in others
+    assert "`smollm2-lora-text-delta` seeds" not in report
+
+
+def test_the_default_run_holds_every_text_models_counterpart_without_a_tower():
+    assert set(coldstart.DEFAULT_MODELS) <= set(coldstart.MODELS)
+    for text_model, id_model in coldstart.TARGET_PAIRS:
+        if text_model in coldstart.DEFAULT_MODELS:
+            assert id_model in coldstart.DEFAULT_MODELS, text_model
 
 
 def test_a_finished_run_is_reused_only_when_made_on_the_rows_configuration(tmp_path):

@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from hf_seqrec.cli import finetune_main, run_cli
+from hf_seqrec.entry_points import run_cli
+from hf_seqrec.training.finetune_command import finetune_main
 from hf_seqrec.console import configure_console
 from hf_seqrec.training.console import TrainingConsole, format_duration, format_estimate, planned_epochs
 from testing_utils import REPO, script_env

@@ -26,7 +26,7 @@ import gradio as gr  # noqa: E402
 
 from hf_seqrec import SeqRecForNextItem  # noqa: E402
 from hf_seqrec.data.builtin import load_builtin  # noqa: E402
-from hf_seqrec.data.catalog import ItemCatalog  # noqa: E402
+from hf_seqrec.modeling.item_catalog import ItemCatalog  # noqa: E402
 from hf_seqrec.data.prepare import DataConfig, load_user_histories  # noqa: E402
 from hf_seqrec.demo import DemoError, DemoModel, browser, search  # noqa: E402
 from hf_seqrec.demo.callbacks import PageCallbacks, PageState  # noqa: E402
@@ -254,7 +254,7 @@ def test_the_callbacks_read_no_file_but_the_checkpoint(demo_model, checkpoint):
 
 # ----------------------------------------------------------------------------- the command line
 def test_the_script_binds_to_loopback_and_shares_nothing_by_default():
-    from hf_seqrec.demo.cli import build_parser
+    from hf_seqrec.demo.demo_command import build_parser
 
     args = build_parser().parse_args(["--model", "x"])
     assert (args.host, args.share, args.compare) == ("127.0.0.1", False, None)

@@ -15,7 +15,7 @@ from transformers.dynamic_module_utils import get_imports, get_relative_imports
 
 import hf_seqrec  # noqa: F401  (registers the task)
 from hf_seqrec import SeqRecForNextItem
-from hf_seqrec.pipelines.explain import (
+from hf_seqrec.modeling.explain import (
     baseline_vector,
     integrated_gradients,
     occlusion,

@@ -19,7 +19,7 @@ import yaml
 from transformers import pipeline
 
 from hub_server import LocalHub
-from hf_seqrec.hub.model_card import render_model_card, write_model_card
+from hf_seqrec.publishing.model_card import render_model_card, write_model_card
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPO_ID = "alice/tiny-next-item"

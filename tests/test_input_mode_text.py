@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from transformers import pipeline
 
 from hf_seqrec import SeqRecConfig, SeqRecForNextItem
-from hf_seqrec.hub.model_card import _data_section
+from hf_seqrec.publishing.model_card import _data_section
 from hf_seqrec.modeling.text_inputs import ITEM_TEXT_TOKENS_FILE, ItemTextInputs, tokenize_item_texts
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
 from testing_utils import REPO, finetune_metrics, run_in_fresh_process

@@ -68,7 +68,7 @@ def test_a_process_killed_mid_write_leaves_the_old_file(tmp_path):
         f"""
         import importlib.util, os, sys
         # The atomic writers' module alone (it imports only the standard library): no torch start-up in this child.
-        spec = importlib.util.spec_from_file_location("io_utils", {str(REPO / "hf_seqrec" / "modeling" / "checkpoint_format.py")!r})
+        spec = importlib.util.spec_from_file_location("io_utils", {str(REPO / "hf_seqrec" / "modeling" / "atomic_writes.py")!r})
         io_utils = sys.modules["io_utils"] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(io_utils)
         with io_utils.atomic_path({str(path)!r}) as tmp:

@@ -14,7 +14,7 @@ import textwrap
 import pytest
 import torch
 
-from hf_seqrec.data.catalog import ItemCatalog
+from hf_seqrec.modeling.item_catalog import ItemCatalog
 from hf_seqrec.modeling import SeqRecForNextItem
 from hf_seqrec.modeling.item_table import unknown_item_offset
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
@@ -121,7 +121,7 @@ def test_bounded_deltas_keep_every_item_near_its_content_and_cold_items_on_it(ca
 def test_null_space_deltas_leave_the_text_subspace_alone(catalog, one_torch_thread):
     model, _ = _model(catalog, item_text_tower=True, item_text_design="null-space", item_delta_max=None, item_semantic_variance=0.5)
     table = model.item_table
-    kept = table.semantic_dims
+    kept = int(table.semantic_mask.sum())  # the text's directions, set from its encodings; the ID deltas get the rest
     assert 0 < kept < table.weight.size(1)
     with torch.no_grad():
         table.weight.normal_()
@@ -212,7 +212,7 @@ def test_bad_text_options_are_refused_naming_the_option(options, message):
 def test_model_card_says_how_item_text_was_encoded_and_used():
     from dataclasses import asdict
 
-    from hf_seqrec.hub.model_card import _data_section
+    from hf_seqrec.publishing.model_card import _data_section
 
     config = asdict(
         FinetuneConfig(

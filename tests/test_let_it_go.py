@@ -23,7 +23,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast, pipeline
 
-from hf_seqrec.data.catalog import ItemCatalog
+from hf_seqrec.modeling.item_catalog import ItemCatalog
 from hf_seqrec.modeling import SeqRecForNextItem
 from hf_seqrec.modeling.text_encoding import resolve_sentence_encoder, sentence_embeddings
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
@@ -352,7 +352,7 @@ def test_sasrec_takes_the_let_it_go_tower_with_a_sentence_encoder():
 
 
 def test_model_card_describes_the_let_it_go_design_and_the_sentence_encoder():
-    from hf_seqrec.hub.model_card import _data_section
+    from hf_seqrec.publishing.model_card import _data_section
 
     config = asdict(
         FinetuneConfig(

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from hf_seqrec import SeqRecForNextItem
-from hf_seqrec.cli import finetune_main, run_cli
-from hf_seqrec.hub.model_card import write_model_card
+from hf_seqrec.entry_points import run_cli
+from hf_seqrec.training.finetune_command import finetune_main
+from hf_seqrec.publishing.model_card import write_model_card
 from hf_seqrec.training.config import FinetuneConfig
 from hf_seqrec.training.output_dir import LOCK_FILE, OutputDirError, check_output_dir, holds_output_dir_lock, release_output_dir
 from hf_seqrec.training.popularity import fit_popularity

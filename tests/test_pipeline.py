@@ -17,7 +17,7 @@ from transformers.dynamic_module_utils import get_imports, get_relative_imports
 from transformers.pipelines import PIPELINE_REGISTRY
 
 import hf_seqrec  # noqa: F401  (registers the "next-item" task)
-from hf_seqrec.data.catalog import ItemCatalog
+from hf_seqrec.modeling.item_catalog import ItemCatalog
 from hf_seqrec.pipelines import (
     AmbiguousItemWarning,
     NextItemPipeline,

@@ -10,7 +10,7 @@ from torch import nn
 from transformers import pipeline
 
 from hf_seqrec import SeqRecForNextItem
-from hf_seqrec.pipelines.precision import INT8_KEEP_FP32, PRECISIONS, prepare_for_inference
+from hf_seqrec.modeling.precision import INT8_KEEP_FP32, PRECISIONS, prepare_for_inference
 from testing_utils import numbered_catalog, run_in_fresh_process, save_tiny_lm_checkpoint
 
 HISTORIES = [["1", "5", "7"], ["2"], ["30", "12", "9", "4", "17", "22", "3", "8", "11", "6"]]
@@ -123,7 +123,7 @@ def test_int8_through_the_checkpoints_own_code(checkpoint, tmp_path):
 
 
 def test_model_card_says_checkpoints_are_fp32_and_precision_is_chosen_at_load_time():
-    from hf_seqrec.hub.model_card import TEMPLATE
+    from hf_seqrec.publishing.model_card import TEMPLATE
 
     text = " ".join(TEMPLATE.read_text(encoding="utf-8").split())
     assert "weights in this checkpoint are fp32 and are never saved quantized" in text

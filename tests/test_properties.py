@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import hf_seqrec  # noqa: F401  (registers the "next-item" task)
 from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.data import DataConfig, DataValidationError, load_interactions, prepare_data
-from hf_seqrec.data.catalog import ItemCatalog
+from hf_seqrec.modeling.item_catalog import ItemCatalog
 from hf_seqrec.pipelines import save_item_popularity
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

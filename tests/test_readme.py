@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_seqrec.cli import finetune_main
+from hf_seqrec.training.finetune_command import finetune_main
 from hf_seqrec.training.config import FinetuneConfig
 from testing_utils import REPO, script_env
 

@@ -30,9 +30,11 @@ from transformers import pipeline
 
 import hf_seqrec  # noqa: F401  (registers the "next-item" task)
 from hf_seqrec import SeqRecForNextItem
-from hf_seqrec.cli import evaluate_main, finetune_main, run_cli
+from hf_seqrec.entry_points import run_cli
+from hf_seqrec.evaluation.evaluate_command import evaluate_main
+from hf_seqrec.training.finetune_command import finetune_main
 from hf_seqrec.data import DataConfig, DataValidationError, load_interactions, load_items, prepare_data
-from hf_seqrec.data.catalog import ItemCatalog
+from hf_seqrec.modeling.item_catalog import ItemCatalog
 from hf_seqrec.data.collator import NextItemCollator
 from hf_seqrec.evaluation.evaluator import rank_targets
 from hf_seqrec.evaluation.ranking import full_ranking_metrics, target_ranks
@@ -184,7 +186,7 @@ for name, argv in cases:
 # The failed push's claim, checked directly: push_checkpoint fails again and changes no local file.
 def hashes():
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(checkpoint.rglob("*")) if p.is_file()}
-from hf_seqrec.hub.push import PushError, push_checkpoint
+from hf_seqrec.publishing.push import PushError, push_checkpoint
 before = hashes()
 try:
     push_checkpoint(checkpoint, "tester/tiny-rec")

@@ -16,7 +16,7 @@ from transformers import pipeline
 
 from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.data import DataConfig, prepare_data
-from hf_seqrec.data.cold_start import hold_out_items
+from hf_seqrec.data.cold_start_split import hold_out_items
 from hf_seqrec.data.collator import IGNORE_INDEX, NextItemCollator, VaryingTrainingWindows, training_windows
 from hf_seqrec.data.rewards import RewardRules, RewardSyntaxError
 from hf_seqrec.evaluation.ratings import rating_metrics, rating_summary

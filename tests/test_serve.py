@@ -26,8 +26,8 @@ from transformers import pipeline  # noqa: E402
 
 import hf_seqrec  # noqa: E402,F401  (registers the "next-item" task)
 from hf_seqrec.serving import create_app, load_pipeline  # noqa: E402
-from hf_seqrec.serving.cli import serve_main  # noqa: E402
-from hf_seqrec.modeling.checkpoint_format import checkpoint_revision  # noqa: E402
+from hf_seqrec.serving.serve_command import serve_main  # noqa: E402
+from hf_seqrec.modeling.checkpoint_location import checkpoint_revision  # noqa: E402
 from hf_seqrec.serving.metrics import model_revision  # noqa: E402
 from testing_utils import REPO, numbered_catalog, save_tiny_lm_checkpoint, script_env  # noqa: E402
 
@@ -433,7 +433,7 @@ def test_a_request_over_request_timeout_s_is_a_503_and_the_service_stays_up(reco
     [("--max_body_bytes", "0", "expected a positive whole number"), ("--request_timeout_s", "-1", "expected a positive number of seconds")],
 )
 def test_the_script_refuses_limits_that_are_not_positive(option, value, words, capsys):
-    from hf_seqrec.serving.cli import build_parser
+    from hf_seqrec.serving.serve_command import build_parser
 
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["--model", "m", option, value])
@@ -458,7 +458,7 @@ def test_precision_is_passed_to_the_pipeline_only_when_given(recommend, monkeypa
 
 
 def test_serving_a_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
-    from hf_seqrec.cli import run_cli
+    from hf_seqrec.entry_points import run_cli
 
     assert run_cli(serve_main, ["--model", str(tmp_path / "does-not-exist")]) == 2
     error = capsys.readouterr().err.strip()

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hf_seqrec import SeqRecForNextItem
-from hf_seqrec.data.catalog import ItemCatalog
+from hf_seqrec.modeling.item_catalog import ItemCatalog
 from hf_seqrec.pipelines import save_item_popularity
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """Data: load and validate interactions and item metadata, filter, catalogue, split."""
 
+from ..modeling.item_catalog import ItemCatalog
 from .builtin import BUILTIN_DATASETS, load_builtin
-from .catalog import ItemCatalog
 from .collator import NextItemCollator, sequence_windows, training_windows
 from .errors import DataValidationError
 from .loading import SUPPORTED_FORMATS, InteractionColumns, ItemColumns, load_interactions, load_items

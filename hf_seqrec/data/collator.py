@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import datasets
 import torch
 
-from ..modeling.checkpoint_format import IGNORE_INDEX
+from ..modeling.next_item_labels import IGNORE_INDEX
 PAD_ITEM = 0  # any valid row works: padded positions are masked out of attention and loss
 
 

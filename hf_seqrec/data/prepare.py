@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields
 import pandas as pd
 from datasets import DatasetDict
 
+from ..modeling.item_catalog import ItemCatalog
 from .builtin import BUILTIN_DATASETS, load_builtin
-from .catalog import ItemCatalog
 from .errors import DataValidationError
 from .loading import (
     ITEM_COLUMN,
@@ -156,7 +156,7 @@ class PreparedData:
 
     ``splits`` hold catalogue *indices* (row numbers of the item table), not external
     ids; ``catalog`` maps them back. ``cold_items`` are the indices held out of training
-    by the cold-start protocol (:func:`hf_seqrec.data.cold_start.apply_cold_start`), empty
+    by the cold-start protocol (:func:`hf_seqrec.data.cold_start_split.apply_cold_start`), empty
     without it.
     """
 

@@ -5,7 +5,7 @@
 Needs the ``demo`` extra (``pip install -e ".[demo]"``). The modules: ``model`` (one checkpoint behind
 ``pipeline("next-item")``), ``search`` (titles to items), ``users`` (MovieLens-100K test users),
 ``render`` (HTML and the explanation chart), ``callbacks`` (what each click does), ``app`` (the
-layout), ``cli`` (``scripts/demo.py``) and ``browser`` (driving the page in headless Chromium).
+layout), ``demo_command`` (``scripts/demo.py``) and ``browser`` (driving the page in headless Chromium).
 """
 
 import os

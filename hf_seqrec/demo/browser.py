@@ -50,7 +50,7 @@ def find_chromium() -> str | None:
 
 def missing_browser() -> str | None:
     """Why the page cannot be driven here (no browser, no playwright), or None when it can."""
-    try:
+    try:  # optional (the test extra): its absence is a reason, not a crash
         import playwright.sync_api  # noqa: F401
     except ImportError:
         return f"the playwright package is not installed: {INSTALL_HINT}"
@@ -73,7 +73,7 @@ def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[Browser]:
     problem = missing_browser()
     if problem:
         raise RuntimeError(problem)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # optional (the test extra): checked just above
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory(prefix="seqrec-chromium-") as profile:
         context = playwright.chromium.launch_persistent_context(

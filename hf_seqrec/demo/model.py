@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from ..inference.loading import load_pipeline
 from ..modeling.baselines import is_baseline_backbone
 from ..pipelines import AmbiguousItemWarning, UnknownItemWarning
 from .errors import DemoError
@@ -50,8 +51,6 @@ class DemoModel:
     @classmethod
     def load(cls, location: str | os.PathLike, name: str | None = None) -> "DemoModel":
         """The pipeline of the checkpoint at ``location`` (a directory or a Hub id); one-line errors if there is none."""
-        from ..inference.loading import load_pipeline
-
         return cls(load_pipeline(location), name or os.path.basename(os.path.normpath(str(location))) or str(location))
 
     # ------------------------------------------------------------------ what the checkpoint is

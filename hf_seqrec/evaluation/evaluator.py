@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .cold_start import cold_start_metrics
+from .cold_warm_metrics import cold_start_metrics
 from .final_test import rating_report
 from .ranking import full_ranking_metrics, target_ranks
 
@@ -51,19 +51,6 @@ def rank_targets(model: torch.nn.Module, dataloader: DataLoader, accelerator: An
     if not ranks:
         return np.zeros(0, dtype=np.int64)
     return torch.cat(ranks).numpy().astype(np.int64)
-
-
-def evaluate_ranking(
-    model: torch.nn.Module,
-    dataloader: DataLoader,
-    accelerator: Any | None = None,
-    *,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """HR@K, NDCG@K and MRR (K in 1, 5, 10, 20) with bootstrap 95% intervals over users."""
-    ranks = rank_targets(model, dataloader, accelerator)
-    return full_ranking_metrics(ranks, n_bootstrap=n_bootstrap, seed=seed)
 
 
 @dataclass

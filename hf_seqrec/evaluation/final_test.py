@@ -41,7 +41,7 @@ def ranks_file_payload(prepared: PreparedData, ranks: Sequence[int], test: dict[
     target occurs in the training split (quality by target popularity, the long tail) and, on rated data,
     each target's rating (benchmarks pair runs on the liked targets).
     """
-    from ..modeling.checkpoint_format import item_popularity
+    from ..modeling.popularity_counts import item_popularity
 
     user_ids = _first(prepared.splits["test"]["user_id"], max_users)
     targets = _first(prepared.splits["test"]["target"], max_users)

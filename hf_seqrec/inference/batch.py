@@ -35,21 +35,23 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
+from tqdm.auto import tqdm
 
 from ..data.errors import DataValidationError
 from ..data.prepare import DataConfig, load_user_histories
 from ..io_utils import atomic_path, write_json_atomic
-from ..modeling.checkpoint_format import checkpoint_revision
-from ..pipelines.precision import PRECISIONS, check_precision
+from ..modeling.checkpoint_location import checkpoint_revision
+from ..modeling.precision import PRECISIONS, check_precision
+from ..option_checks import check_positive_int
 from ..training.output_dir import OutputDirError
 from .loading import checkpoint_dir, load_pipeline
-
-if TYPE_CHECKING:
-    from accelerate import PartialState
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +94,7 @@ class BatchRecommendConfig:
 
     def __post_init__(self) -> None:
         for name in ("top_k", "batch_size", "shard_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if self.precision is not None:
             check_precision(self.precision)
         if self.fallback not in FALLBACKS:
@@ -245,10 +245,6 @@ def process_state() -> PartialState:
     ``PartialState()`` alone ignores ``ACCELERATE_USE_CPU`` (only ``Accelerator`` reads it) and would
     leave every process of a CPU launch believing it is alone.
     """
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
@@ -377,8 +373,6 @@ def _concatenate(shards_dir: Path, n_shards: int, output: Path, identity: dict[s
 def _progress_bar(total: int, state: Any, *, enabled: bool):
     if not enabled or not state.is_main_process:
         return None
-    from tqdm.auto import tqdm
-
     label = "users" if state.num_processes == 1 else f"users (process 0 of {state.num_processes})"
     return tqdm(total=total, unit="user", desc=label, dynamic_ncols=True)
 

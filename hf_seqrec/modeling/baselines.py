@@ -1,4 +1,4 @@
-"""Classic sequential recommenders as from-scratch backbones of :class:`SeqRecForNextItem`, and popularity.
+"""Classic sequential recommenders as from-scratch backbones of :class:`SeqRecForNextItem`.
 
 Each neural baseline is only a *backbone*: ``SeqRecForNextItem`` feeds it the item embeddings and
 scores its hidden states against the tied item table with a full-catalogue cross-entropy, exactly as
@@ -26,8 +26,8 @@ The recurrent backbones are small ``PreTrainedModel``s with their own config cla
 ``AutoConfig``/``AutoModel`` when this module is imported, so ``AutoModel.from_config`` rebuilds them
 from a checkpoint's ``config.json``.
 
-``popularity`` is not a backbone: :class:`PopularityRecommender` scores every item by its count in the
-training split and is evaluated by the same evaluator (history masked like every other model).
+``popularity`` is not a backbone and has no checkpoint: its model (``hf_seqrec/training/popularity_model.py``)
+scores every item by its count in the training split; only its name is here, among the baselines a run can be.
 
 This file is copied into every checkpoint for ``trust_remote_code``: it imports nothing from
 hf_seqrec, only torch and transformers.
@@ -36,7 +36,7 @@ hf_seqrec, only torch and transformers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import math
 
@@ -44,7 +44,6 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, GPT2Config, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
-from transformers.utils import ModelOutput
 
 BASELINE_BACKBONES = ("sasrec", "gru4rec", "lstm", "svae")
 POPULARITY = "popularity"
@@ -399,34 +398,3 @@ def register_baseline_backbones() -> None:
 
 
 register_baseline_backbones()
-
-
-# ----------------------------------------------------------------------------- popularity
-@dataclass
-class PopularityOutput(ModelOutput):
-    """Scores of every item (its training count), the same for every user."""
-
-    logits: torch.FloatTensor | None = None
-
-
-class PopularityRecommender(nn.Module):
-    """Most-popular baseline: every user gets the items ranked by their count in the training sequences.
-
-    It answers the evaluator's call like :class:`SeqRecForNextItem` (``logits`` of shape
-    ``(batch_size, num_items)``), so it is ranked, masked and scored by the same code.
-    """
-
-    def __init__(self, counts: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("counts", counts.float())
-
-    @classmethod
-    def from_sequences(cls, sequences: Iterable[Sequence[int]], num_items: int) -> "PopularityRecommender":
-        counts = torch.zeros(num_items, dtype=torch.long)
-        for items in sequences:
-            if len(items):
-                counts += torch.bincount(torch.as_tensor(items, dtype=torch.long), minlength=num_items)
-        return cls(counts)
-
-    def forward(self, input_item_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> PopularityOutput:
-        return PopularityOutput(logits=self.counts.to(input_item_ids.device).expand(input_item_ids.size(0), -1))

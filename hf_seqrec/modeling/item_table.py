@@ -368,11 +368,6 @@ class ItemTable(nn.Module):
         weight[:kept] = basis_t[:kept]
         self.content_map.weight.copy_(weight.to(self.content_map.weight))
 
-    @property
-    def semantic_dims(self) -> int | None:
-        """With the null-space design: how many directions the text keeps (the ID deltas get the rest)."""
-        return int(self.semantic_mask.sum().item()) if self.text_design == NULL_SPACE and self.text_tower else None
-
     def output_vectors(self, input_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """The vectors items are scored with: the input vectors when tied (pass them to reuse a step's table)."""
         if self.output_weight is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,31 +15,29 @@ import torch.utils.checkpoint
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
+
+from .atomic_writes import save_safetensors_atomic
+from .backbones import adapter_base_model, load_backbone, load_pretrained_decoder, resolve_backbone
 
 # Same-folder import (copied into checkpoints with this file): registers the from-scratch baseline
 # backbones with AutoConfig/AutoModel, so a GRU4Rec, LSTM or SVAE checkpoint rebuilds its backbone anywhere.
 from .baselines import is_baseline_backbone
-from .checkpoint_format import (
-    ADAPTER_CONFIG_FILE,
-    ADAPTER_FILE,
-    BACKBONE_FILE,
-    CATALOG_FILE,
-    IGNORE_INDEX,
-    ITEM_TABLE_FILE,
-    PIPELINE_FILE,
-    PIPELINE_MODULE_FILES,
-    PIPELINE_TASK,
-    ItemCatalog,
-    local_checkpoint_dir,
-    new_item_rows,
-    read_item_popularity,
-    save_safetensors_atomic,
-    write_item_popularity,
-)
+from .checkpoint_files import ADAPTER_CONFIG_FILE, ADAPTER_FILE, BACKBONE_FILE, CATALOG_FILE, ITEM_TABLE_FILE
+from .checkpoint_location import local_checkpoint_dir
 from .configuration_seqrec import SeqRecConfig
+from .item_catalog import ItemCatalog, new_item_rows
 from .item_table import LET_IT_GO, PROJECTION, ItemTable
+
+# The next-item pipeline, which the model only names in its config (`_name_pipeline`): importing it makes
+# it one of this file's same-folder modules, which transformers copies into every checkpoint with the
+# model code, so that `pipeline(model=checkpoint, trust_remote_code=True)` finds it.
+from .next_item import TASK as PIPELINE_TASK
+from .next_item import NextItemPipeline
+from .next_item_labels import IGNORE_INDEX
+from .popularity_counts import read_item_popularity, write_item_popularity
 from .q_learning import QHead
 from .text_inputs import ItemTextInputs, gather_item_states
 from .text_encoding import (
@@ -199,8 +196,6 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         (`hidden_size`, `max_len`, `dropout`, `num_layers`, `num_heads`, and SVAE's `latent_size`,
         `kl_anneal_cap`, `kl_anneal_steps`, `latent_decoder`) size it.
         """
-        from .backbones import load_backbone
-
         baseline = is_baseline_backbone(backbone_name_or_path)
         backbone_layers = config_kwargs.get("backbone_layers")
         if baseline:
@@ -293,10 +288,6 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if self.config.use_lora and layers == self.get_backbone().config.num_hidden_layers:
             with adapters_disabled(self.backbone):
                 return contextual_encodings(rendered, tokenizer, self.get_backbone(), self.config.item_text_encoder, target_norm)
-        from transformers import AutoConfig
-
-        from .backbones import load_pretrained_decoder, resolve_backbone
-
         # Otherwise, and for a depth other than the sequence backbone's: the pretrained model cut to
         # `layers`, loaded for the encoding only.
         location = resolve_backbone(self.config.backbone_name_or_path)
@@ -337,13 +328,9 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
 
     def _load_tokenizer(self) -> PreTrainedTokenizerBase:
         """The tokenizer saved with the checkpoint this model was loaded from, else the backbone's."""
-        from transformers import AutoTokenizer
-
         directory = self.name_or_path  # the checkpoint directory (see from_pretrained); "" for a fresh model
         if directory and (Path(directory) / "tokenizer_config.json").is_file():
             return AutoTokenizer.from_pretrained(directory)
-        from .backbones import resolve_backbone
-
         return AutoTokenizer.from_pretrained(resolve_backbone(self.config.backbone_name_or_path))
 
     def get_backbone(self) -> PreTrainedModel:
@@ -544,10 +531,9 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self._auto_class is not None:
-            from transformers.dynamic_module_utils import custom_object_save
-
+            # This file and its same-folder imports, the next-item pipeline among them (trust_remote_code).
             custom_object_save(self, directory, config=self.config)
-            _save_pipeline_code(directory, self.config)
+            _name_pipeline(self.config)
         self.config.save_pretrained(directory)
         save_safetensors_atomic(_cpu_state(self.item_table.state_dict()), directory / ITEM_TABLE_FILE)
         if self.item_text_inputs is not None:
@@ -557,8 +543,6 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if self.item_popularity is not None:
             write_item_popularity(directory, self.item_popularity, source="training sequences (items added later count 0)")
         if self.config.use_lora:
-            from .backbones import adapter_base_model
-
             # save_embedding_layers=False: the backbone's vocabulary matrix is never resized nor copied (it is
             # resolved again on load), and peft's "auto" would look the base model up on the Hub to decide.
             adapter_state = get_peft_model_state_dict(self.backbone, save_embedding_layers=False)
@@ -601,8 +585,6 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         torch_dtype = dtype if isinstance(dtype, torch.dtype) else torch.float32
 
         if config.backbone_pretrained:
-            from .backbones import load_pretrained_decoder, resolve_backbone
-
             location = resolve_backbone(config.backbone_name_or_path)
             backbone = load_pretrained_decoder(location, dtype=torch_dtype, num_layers=config.backbone_layers)
         else:
@@ -717,30 +699,16 @@ class _ResidualDropoutHook:
         return F.dropout(output, self.probability, training=True)
 
 
-def _is_remote_code() -> bool:
-    """Whether this is a checkpoint's copy of this file, imported by transformers for trust_remote_code."""
-    return __name__.startswith("transformers_modules.")
+def _name_pipeline(config: SeqRecConfig) -> None:
+    """Name the next-item pipeline in `config.custom_pipelines`, for `pipeline(model=checkpoint, trust_remote_code=True)`.
 
-
-def _save_pipeline_code(directory: Path, config: SeqRecConfig) -> None:
-    """Copy the next-item pipeline next to the model code and name it in `config.custom_pipelines`.
-
-    With both, `pipeline(model=checkpoint, trust_remote_code=True)` works where hf_seqrec is not
-    installed. The source is hf_seqrec's own pipelines/next_item.py, or, for a model that was itself
-    loaded from a checkpoint's code, the copy that came with it.
+    transformers loads `impl` ("<module>.<class>") from the checkpoint's own code files, where
+    `custom_object_save` has copied the pipeline's module (a same-folder import of this file), so this
+    works where hf_seqrec is not installed.
     """
-    here = Path(__file__).parent
-    source = here / PIPELINE_FILE if _is_remote_code() else here.parent / "pipelines" / PIPELINE_FILE
-    if not source.is_file():
-        config.custom_pipelines = {}
-        return
-    shutil.copyfile(source, directory / PIPELINE_FILE)
-    for name in PIPELINE_MODULE_FILES:
-        # A checkpoint written by an older hf_seqrec has a next_item.py that imports none of them.
-        if (source.parent / name).is_file():
-            shutil.copyfile(source.parent / name, directory / name)
+    module = NextItemPipeline.__module__.rsplit(".", 1)[-1]
     config.custom_pipelines = {
-        PIPELINE_TASK: {"impl": f"{Path(PIPELINE_FILE).stem}.NextItemPipeline", "pt": ["AutoModel"], "tf": [], "type": "multimodal"}
+        PIPELINE_TASK: {"impl": f"{module}.{NextItemPipeline.__name__}", "pt": ["AutoModel"], "tf": [], "type": "multimodal"}
     }
 
 

@@ -31,7 +31,7 @@ Choices, and why:
   not in the window.
 
 This file travels with every checkpoint (a same-folder import of ``modeling_seqrec.py``): it imports only
-torch, safetensors and the same-folder ``checkpoint_format``.
+torch, safetensors and its same-folder modules (file names, label padding, atomic writes).
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint_format import IGNORE_INDEX, Q_HEAD_FILE, save_safetensors_atomic
+from .atomic_writes import save_safetensors_atomic
+from .checkpoint_files import Q_HEAD_FILE
+from .next_item_labels import IGNORE_INDEX
 
 # SQN's discount factor, and the weight of the TD loss next to the cross-entropy (the paper adds them).
 DEFAULT_DISCOUNT = 0.5

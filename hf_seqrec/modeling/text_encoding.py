@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 TOKEN_EMBEDDINGS = "token-embeddings"
 MEAN_POOLED = "mean-pooled"
@@ -195,8 +196,6 @@ def builtin_sentence_encoder_folder(alias: str) -> Path:
 
 def sentence_encoder_width(location: str) -> int:
     """The width of the embeddings of the sentence encoder at ``location`` (its config's ``hidden_size``)."""
-    from transformers import AutoConfig
-
     return int(AutoConfig.from_pretrained(location).hidden_size)
 
 
@@ -228,8 +227,6 @@ def _sentence_encoder(location: str) -> tuple[Any, nn.Module, int]:
 
     Kept: `add_items` encodes a few texts at a time, and loading the model takes longer than encoding them.
     """
-    from transformers import AutoModel, AutoTokenizer
-
     settings = _sentence_encoder_settings(location)
     tokenizer = AutoTokenizer.from_pretrained(location)
     model = AutoModel.from_pretrained(location).eval()

@@ -30,7 +30,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint_format import ITEM_TEXT_TOKENS_FILE, save_safetensors_atomic
+from .atomic_writes import save_safetensors_atomic
+from .checkpoint_files import ITEM_TEXT_TOKENS_FILE
 
 
 @dataclass

@@ -3,15 +3,16 @@
 ``import hf_seqrec`` calls :func:`register_pipeline`, after which
 ``transformers.pipeline("next-item", model=checkpoint_dir_or_hub_id)`` builds a :class:`NextItemPipeline`.
 
-Checkpoints also carry their own copy of the pipeline (``next_item.py``, named in config.json's
-``custom_pipelines``), so ``pipeline(model=checkpoint, trust_remote_code=True)`` works where hf_seqrec
-is not installed. Where hf_seqrec *is* imported its config class ignores ``custom_pipelines`` (else
+The pipeline itself lives with the model code in ``hf_seqrec/modeling/next_item.py`` (with
+``explain.py``, ``precision.py`` and ``padding.py``): ``modeling_seqrec.py`` imports it, so every
+checkpoint carries its own copy (named in config.json's ``custom_pipelines``), and
+``pipeline(model=checkpoint, trust_remote_code=True)`` works where hf_seqrec is not installed. Where hf_seqrec *is* imported its config class ignores ``custom_pipelines`` (else
 transformers would insist on trust_remote_code for the registered task), so name the task there:
 ``pipeline("next-item", model=...)``.
 
 Callers that batch histories themselves (the HTTP service) use the steps of a call, which the
 pipeline makes public: ``call_parameters``, ``prepare``, ``score`` and ``finish``; what they refuse
-is a :class:`RequestError` naming the field at fault (see ``next_item.py``).
+is a :class:`RequestError` naming the field at fault (see ``hf_seqrec/modeling/next_item.py``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
-# The popularity counts the pipeline's fallback="popular" ranks by are part of the checkpoint format.
-from ..modeling.checkpoint_format import POPULARITY_FILE, item_popularity, save_item_popularity
-from .next_item import (
+# The popularity counts the pipeline's fallback="popular" ranks by, written with every checkpoint.
+from ..modeling.checkpoint_files import POPULARITY_FILE
+from ..modeling.next_item import (
+    TASK,
     AmbiguousItemWarning,
     CallParameters,
     NextItemPipeline,
@@ -31,8 +33,7 @@ from .next_item import (
     RequestValueError,
     UnknownItemWarning,
 )
-
-TASK = "next-item"
+from ..modeling.popularity_counts import item_popularity, save_item_popularity
 
 
 def register_pipeline() -> None:

@@ -32,7 +32,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..inference.loading import load_pipeline
-from ..pipelines.precision import inference_precision
+from ..modeling.precision import inference_precision
+from ..option_checks import check_positive_int
 from .auth import api_key_dependency
 from .batching import MicroBatcher, Overloaded
 from .engine import JobResult, RecommendEngine, RecommendJob
@@ -86,8 +87,7 @@ def create_app(
     max_top_k = max_top_k or catalogue_size
     for option, value in (("max_history", max_history), ("max_top_k", max_top_k), ("max_inputs", max_inputs),
                           ("max_batch_size", max_batch_size), ("max_pending", max_pending), ("max_body_bytes", max_body_bytes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{option} must be a positive integer; got {value!r}")
+        check_positive_int(option, value)
     if isinstance(request_timeout_s, bool) or not isinstance(request_timeout_s, (int, float)) or not 0 < request_timeout_s < math.inf:
         raise ValueError(f"request_timeout_s must be a positive number of seconds; got {request_timeout_s!r}")
     RecommendRequest = request_models(

@@ -12,7 +12,7 @@ Each app has its own registry (two apps in one process, as in tests, do not shar
 
 The revision is the Hub commit when the checkpoint came from the Hub (its snapshot folder is named
 after the commit), else a SHA-256 over the checkpoint's files that change its recommendations
-(`hf_seqrec.modeling.checkpoint_format.checkpoint_revision`, as the batch job's resume check), so two
+(`hf_seqrec.modeling.checkpoint_location.checkpoint_revision`, as the batch job's resume check), so two
 servers report the same revision exactly when they load the same files.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 
-from ..modeling.checkpoint_format import checkpoint_revision
+from ..modeling.checkpoint_location import checkpoint_revision
 from .limits import BODY_TOO_LARGE, TIMEOUT
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from transformers import HfArgumentParser
 
@@ -42,6 +43,7 @@ from ..modeling.configuration_seqrec import (
 )
 from ..modeling.q_learning import DEFAULT_DISCOUNT, DEFAULT_WEIGHT
 from ..modeling.text_encoding import is_sentence_encoder
+from ..option_checks import check_positive_int
 
 
 class ConfigError(ValueError):
@@ -347,8 +349,7 @@ class RunArguments:
 
     def _check_run_options(self) -> None:
         for name in ("num_epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+            check_positive_int(name, getattr(self, name), error=ConfigError, message="{name}: expected a positive integer, got {value}")
         if self.max_steps is not None and self.max_steps < 0:
             raise ConfigError(f"max_steps: expected a non-negative integer, got {self.max_steps}")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
@@ -456,8 +457,6 @@ def resolve_mixed_precision(mixed_precision: str) -> str:
     """
     if mixed_precision != "auto":
         return mixed_precision
-    import torch
-
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..data.prepare import PreparedData
 from ..io_utils import atomic_directory, write_json_atomic
 from ..modeling import SeqRecForNextItem
+from ..publishing.model_card import write_model_card
 from .config import FinetuneConfig
 
 
@@ -22,7 +23,7 @@ def export_final_checkpoint(
     prepared: PreparedData,
 ) -> None:
     """Write the best model, tokenizer and metrics at the top of ``output_dir``, each file atomically."""
-    from ..modeling.checkpoint_format import save_item_popularity
+    from ..modeling.popularity_counts import save_item_popularity
 
     def write_checkpoint(directory: Path, checkpoint: SeqRecForNextItem) -> None:
         checkpoint.save_pretrained(directory)
@@ -38,8 +39,6 @@ def export_final_checkpoint(
         os.replace(entry, output_dir / entry.name)
     shutil.rmtree(final)
     write_json_atomic(output_dir / "metrics.json", results)
-    from ..hub.model_card import write_model_card
-
     write_model_card(output_dir, results, config.to_dict(), example_explanation=example_explanation(model, prepared))
     if config.merge:
         with atomic_directory(output_dir / "merged") as staging:
@@ -53,7 +52,7 @@ def example_explanation(model: SeqRecForNextItem, prepared: PreparedData, top: i
     like the pipeline: the last ``max_len`` history items, items already in the history not
     recommended.
     """
-    from ..pipelines.explain import explain, explanation_records, score_histories
+    from ..modeling.explain import explain, explanation_records, score_histories
 
     test = prepared.splits["test"]
     if len(test) == 0 or not test[0]["history"]:

@@ -17,7 +17,11 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from accelerate.utils import get_int_from_env
+
 from ..io_utils import recover_directory
+from ..modeling.configuration_seqrec import SeqRecConfig
+from ..publishing.model_card import CURVE, README
 
 if TYPE_CHECKING:
     from .config import FinetuneConfig
@@ -152,8 +156,6 @@ def _is_main_process() -> bool:
     would settle the distributed set-up without the Accelerator's options (a multi-CPU run would
     start as independent single processes).
     """
-    from accelerate.utils import get_int_from_env
-
     return get_int_from_env(["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"], 0) == 0
 
 
@@ -230,15 +232,14 @@ def clear_previous_run(output_dir: Path) -> None:
 
 def _previous_run_files(output_dir: Path) -> list[Path]:
     """The files at the top of ``output_dir`` that an hf_seqrec run writes (see :func:`clear_previous_run`)."""
-    from ..hub.model_card import CURVE, README
-    from ..modeling import checkpoint_format
+    from ..modeling import checkpoint_files
 
     names = {
-        *checkpoint_format.CHECKPOINT_FILES,
+        *checkpoint_files.CHECKPOINT_FILES, *checkpoint_files.RETIRED_FILES,
         "metrics.json", "training_config.yaml", TEST_RANKS_FILE, CURVE, *TOKENIZER_FILES,
     }
     # The model code transformers copies next to a checkpoint for trust_remote_code: hf_seqrec's modeling modules.
-    names |= {path.name for path in Path(checkpoint_format.__file__).parent.glob("*.py") if path.name != "__init__.py"}
+    names |= {path.name for path in Path(checkpoint_files.__file__).parent.glob("*.py") if path.name != "__init__.py"}
     found = [output_dir / name for name in sorted(names) if (output_dir / name).is_file()]
     if _is_seqrec_config(output_dir / "config.json"):
         found.append(output_dir / "config.json")
@@ -248,8 +249,6 @@ def _previous_run_files(output_dir: Path) -> list[Path]:
 
 
 def _is_seqrec_config(path: Path) -> bool:
-    from ..modeling.configuration_seqrec import SeqRecConfig
-
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):

@@ -7,9 +7,9 @@ from typing import Any
 
 from ..data.collator import NextItemCollator
 from ..io_utils import write_json_atomic, write_text_atomic
-from ..modeling.baselines import PopularityRecommender
 from .config import FinetuneConfig
 from .output_dir import check_output_dir, releases_output_dir_lock
+from .popularity_model import PopularityRecommender
 from .results import final_evaluation, run_results, summary_line, training_record, write_test_ranks
 from .run_data import evaluation_loader, prepare_run
 
@@ -22,7 +22,7 @@ def fit_popularity(config: FinetuneConfig) -> dict[str, Any]:
     the pipeline's popularity fallback: training_config.yaml, metrics.json (same format, zero epochs),
     item_popularity.json and item_catalog.jsonl. There is no model checkpoint: the counts are the model.
     """
-    from ..modeling.checkpoint_format import save_item_popularity
+    from ..modeling.popularity_counts import save_item_popularity
 
     output_dir = check_output_dir(config)
     prepared = prepare_run(config, output_dir)

@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from ..data.prepare import PreparedData
-from ..evaluation.cold_start import cold_start_summary
+from ..evaluation.cold_warm_metrics import cold_start_summary
 from ..evaluation.evaluator import SplitEvaluation, evaluate_split
 from ..evaluation.final_test import write_ranks_file
 from ..evaluation.ranking import evaluation_protocol, user_counts

@@ -14,7 +14,7 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 
 from ..data.collator import NextItemCollator
-from ..data.cold_start import apply_cold_start
+from ..data.cold_start_split import apply_cold_start
 from ..data.prepare import PreparedData, prepare_data
 from ..modeling.baselines import POPULARITY
 from .config import FinetuneConfig

@@ -108,7 +108,7 @@ def build_model(config: FinetuneConfig, prepared: PreparedData) -> tuple[SeqRecF
         # The text read after the most recent items (from_backbone tokenised it when given the texts).
         model.set_item_text_tokens(prepared.catalog.texts, tokenizer)
     if config.item_score_bias or config.item_text_tower:
-        from ..modeling.checkpoint_format import item_popularity
+        from ..modeling.popularity_counts import item_popularity
 
         counts = item_popularity(prepared.splits["train"]["items"], len(prepared.catalog))
         if config.item_text_tower:

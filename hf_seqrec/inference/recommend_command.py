@@ -6,9 +6,18 @@
 
 from __future__ import annotations
 
+import argparse
+import copy
+import dataclasses
 import json
 
-from ..pipelines.precision import PRECISIONS
+from transformers.hf_argparser import string_to_bool
+
+from ..data.errors import DataValidationError
+from ..data.prepare import DataConfig
+from ..modeling.precision import PRECISIONS
+from ..training.config import ConfigError, LiteralHelpFormatter, add_field_option, coerce_fields
+from .batch import BatchRecommendConfig, process_state, recommend_to_parquet
 
 # The options of DataConfig that say how the interactions are read, as scripts/finetune.py reads them
 # (its item options do not apply: the item catalogue is the checkpoint's).
@@ -27,16 +36,8 @@ refuses and says what differs, unless --overwrite. An existing OUTPUT made with 
 only replaced with --overwrite; one made with the same arguments is left as it is."""
 
 
-def build_parser():
-    import argparse
-    import copy
-    import dataclasses
-
-    from transformers.hf_argparser import string_to_bool
-
-    from ..data.prepare import DataConfig
-    from ..training.config import LiteralHelpFormatter, add_field_option
-
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``scripts/recommend.py``: the job's own, then DataConfig's reading options."""
     parser = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=LiteralHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint directory or Hub id")
     parser.add_argument("--output", required=True, help="Parquet file to write (shards go to OUTPUT.shards/ meanwhile)")
@@ -71,15 +72,8 @@ def build_parser():
 
 
 def recommend_main(argv: list[str] | None = None) -> int:
+    """Write the recommendations ``argv`` asks for; the main process prints the job's summary as one JSON line."""
     args = build_parser().parse_args(argv)
-    import argparse
-    import dataclasses
-
-    from ..data.errors import DataValidationError
-    from ..data.prepare import DataConfig
-    from ..training.config import ConfigError, coerce_fields
-    from .batch import BatchRecommendConfig, process_state, recommend_to_parquet
-
     try:
         # Checked and converted as scripts/finetune.py does ("none" for no value, numbers from their text).
         options = argparse.Namespace(**{spec.name: spec.default for spec in dataclasses.fields(DataConfig)})

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from huggingface_hub import EvalResult, ModelCardData
 
-from ..modeling.checkpoint_format import CATALOG_FILE, atomic_path, write_text_atomic
+from ..modeling.atomic_writes import atomic_path, write_text_atomic
+from ..modeling.checkpoint_files import CATALOG_FILE
 
-# The template lives in the repository's model_cards/; hub/templates/ links to it so that an
+# The template lives in the repository's model_cards/; publishing/templates/ links to it so that an
 # installed wheel carries a copy.
 TEMPLATE = Path(__file__).parent / "templates" / "next_item_model_card.md"
 README = "README.md"
@@ -121,8 +123,6 @@ def render_model_card(
 
 # ----------------------------------------------------------------------------- metadata
 def _metadata(metrics: dict, config: dict, model_name: str, dataset: str, dataset_name: str, backbone: str) -> str:
-    from huggingface_hub import EvalResult, ModelCardData
-
     test = metrics.get("test") or {}
     protocol = metrics.get("protocol") or {}
     # A subset run is labelled in the metric's name, so the Hub never shows it as a full result.
@@ -419,6 +419,8 @@ def write_training_curve(path: str | os.PathLike, history: list[dict[str, Any]])
     epochs = [r.get("epoch") for r in history if _is_number(r.get("epoch"))]
     if not epochs:
         return False
+    # Imported here, when a curve is drawn: choosing the Agg backend at import time would switch the
+    # backend of any program that merely imports hf_seqrec.training (a notebook's, say).
     import matplotlib
 
     matplotlib.use("Agg", force=False)

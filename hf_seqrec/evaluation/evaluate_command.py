@@ -1,96 +1,35 @@
-"""Entry points behind ``scripts/finetune.py`` and ``scripts/evaluate_checkpoint.py`` (``hf-seqrec-finetune``, ``hf-seqrec-evaluate``).
+"""``scripts/evaluate_checkpoint.py`` (``hf-seqrec-evaluate``): re-score a checkpoint with the full-ranking protocol.
 
-A user mistake (bad data, bad option, an output directory in use) ends the process with a
-one-paragraph message and exit status 2, not a traceback; anything else is a bug and keeps
-its traceback.
+The checkpoint is evaluated on the data and split its run used (its training_config.yaml, the cold-start
+hold-out included) and under its run's precision, so the numbers reproduce the run's metrics.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-from typing import Callable
 
-from .console import configure_console
-from .data.errors import DataValidationError
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
 
-USER_ERRORS: tuple[type[BaseException], ...] = (DataValidationError, FileNotFoundError)
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    from .training.config import ConfigError
-    from .hub.push import PushError
-    from .training.output_dir import OutputDirError
-
-    return USER_ERRORS + (ConfigError, OutputDirError, PushError)
-
-
-def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run ``main`` and turn user mistakes into a clear message and exit status 2."""
-    # Libraries log at warning level, hf_seqrec at info; no progress bars unless stderr is a terminal.
-    configure_console()
-    try:
-        return main(argv)
-    except _user_error_types() as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-# Console entry points ([project.scripts] in pyproject.toml); scripts/*.py call the same functions.
-def finetune() -> int:
-    """``hf-seqrec-finetune``, ``scripts/finetune.py``."""
-    return run_cli(finetune_main)
-
-
-def evaluate() -> int:
-    """``hf-seqrec-evaluate``, ``scripts/evaluate_checkpoint.py``."""
-    return run_cli(evaluate_main)
-
-
-def recommend() -> int:
-    """``hf-seqrec-recommend``, ``scripts/recommend.py``."""
-    from .inference.cli import recommend_main
-
-    return run_cli(recommend_main)
-
-
-def serve() -> int:
-    """``hf-seqrec-serve``, ``scripts/serve.py``."""
-    from .serving.cli import serve_main
-
-    return run_cli(serve_main)
-
-
-def finetune_main(argv: list[str] | None = None) -> int:
-    from .training.config import ConfigError, config_from_args
-    from .training.trainer import train
-
-    # Every option, data options included, is checked here: a bad one costs seconds, not a run.
-    config = config_from_args(argv, description="Fine-tune a next-item recommender (LoRA on a pretrained LM) with accelerate.")
-    try:
-        configure_console(config.log_level)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    results = train(config)
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:
-        return 0  # one process reports and pushes; the others wrote nothing of their own
-    # The results first: a failed push below must not hide what the finished run achieved.
-    print(json.dumps({"test": {k: results["test"][k] for k in ("ndcg@10", "hr@10", "mrr")}, "output_dir": config.output_dir}))
-    sys.stdout.flush()
-    if config.push_to_hub:
-        from .hub.push import push_checkpoint
-
-        push_checkpoint(config.output_dir, config.hub_model_id)  # PushError: exit 2, local checkpoint kept
-    return 0
+from ..data.collator import NextItemCollator
+from ..data.cold_start_split import apply_cold_start
+from ..data.errors import DataValidationError
+from ..data.prepare import prepare_data
+from ..inference.loading import checkpoint_dir
+from ..io_utils import write_json_atomic
+from ..modeling import SeqRecForNextItem
+from ..training.config import FinetuneConfig, LiteralHelpFormatter, resolve_mixed_precision
+from .cold_warm_metrics import cold_start_summary
+from .evaluator import evaluate_split
+from .final_test import write_ranks_file
+from .ranking import evaluation_protocol, user_counts
+from .ratings import rating_summary
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
-    from .training.config import LiteralHelpFormatter
-
+    """Score a checkpoint on a split of its data; print the headline metrics as one JSON line (and write them with ``--output``)."""
     parser = argparse.ArgumentParser(
         description="Evaluate a hf_seqrec checkpoint with the full-ranking protocol.", formatter_class=LiteralHelpFormatter
     )
@@ -113,22 +52,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ranks_output and args.split != "test":
         parser.error("--ranks_output writes test ranks: it needs --split test")
-
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader
-
-    from .data.collator import NextItemCollator
-    from .data.cold_start import apply_cold_start
-    from .data.prepare import prepare_data
-    from .evaluation.cold_start import cold_start_summary
-    from .evaluation.evaluator import evaluate_split
-    from .evaluation.final_test import write_ranks_file
-    from .evaluation.ranking import evaluation_protocol, user_counts
-    from .evaluation.ratings import rating_summary
-    from .inference.loading import checkpoint_dir
-    from .io_utils import write_json_atomic
-    from .modeling import SeqRecForNextItem
-    from .training.config import FinetuneConfig, resolve_mixed_precision
 
     directory = checkpoint_dir(args.model)  # a one-line error for a path or Hub id without a checkpoint
     model = SeqRecForNextItem.from_pretrained(directory)
@@ -197,7 +120,5 @@ def _run_precision(requested: str | None, run_config: Path) -> str:
         return requested
     if not run_config.is_file():
         return "no"
-    from .training.config import FinetuneConfig
-
     return FinetuneConfig.from_yaml(run_config).mixed_precision
 

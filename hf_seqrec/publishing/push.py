@@ -6,6 +6,8 @@ import logging
 import os
 from pathlib import Path
 
+from huggingface_hub import HfApi, get_token
+
 logger = logging.getLogger(__name__)
 
 # Training-time artefacts stay local: resumable state, the intermediate best copy and logs.
@@ -18,8 +20,6 @@ class PushError(RuntimeError):
 
 def push_checkpoint(output_dir: str | os.PathLike, repo_id: str, *, token: str | None = None, private: bool = False) -> str:
     """Create ``repo_id`` if needed and upload the checkpoint files of ``output_dir``; returns the commit URL."""
-    from huggingface_hub import HfApi
-
     output_dir = Path(output_dir)
     if not (output_dir / "config.json").is_file():
         raise FileNotFoundError(f"{output_dir}: no config.json; is this a finished hf_seqrec run?")
@@ -39,8 +39,6 @@ def push_checkpoint(output_dir: str | os.PathLike, repo_id: str, *, token: str |
 
 def _redact(text: str, token: str | None) -> str:
     """``text`` with the Hub token (given, or found by huggingface_hub) replaced, in case an error quotes it."""
-    from huggingface_hub import get_token
-
     for secret in {token, get_token()}:
         if secret:
             text = text.replace(secret, "***")

@@ -12,8 +12,12 @@ import argparse
 import math
 import os
 
-from ..pipelines.precision import PRECISIONS
-from .app import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_INPUTS, DEFAULT_MAX_PENDING
+import torch
+import uvicorn
+
+from ..modeling.precision import PRECISIONS
+from ..option_checks import is_positive_int
+from .app import DEFAULT_BATCH_WAIT_MS, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_INPUTS, DEFAULT_MAX_PENDING, create_app
 from .limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_S
 
 
@@ -23,7 +27,7 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
+    if not is_positive_int(value):
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
     return value
 
@@ -40,6 +44,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The options of ``scripts/serve.py``; the limits default to ``create_app``'s own."""
     parser = argparse.ArgumentParser(description="Serve pipeline(\"next-item\") over HTTP (POST /recommend, GET /healthz, GET /metrics).")
     parser.add_argument("--model", required=True, help="checkpoint directory or Hub repo id")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
@@ -66,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve_main(argv: list[str] | None = None) -> int:
+    """Load the checkpoint and serve it until interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
     api_key = None
@@ -74,14 +80,8 @@ def serve_main(argv: list[str] | None = None) -> int:
         if not api_key:
             parser.error(f"--api_key_env {args.api_key_env}: that environment variable is not set or empty")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import uvicorn
-
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
-    from .app import create_app
-
     app = create_app(
         args.model,
         precision=args.precision,

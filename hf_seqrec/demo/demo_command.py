@@ -12,6 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
+from .model import DemoModel
+
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
@@ -23,6 +27,7 @@ def _boolean(value: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The options of ``scripts/demo.py``: the checkpoints, where to listen, and whether to share."""
     parser = argparse.ArgumentParser(
         description="A Gradio page over a checkpoint: build a history by title, see pipeline(\"next-item\")'s "
         "recommendations, explain one, add a new item, compare two checkpoints."
@@ -41,17 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 def demo_main(argv: list[str] | None = None) -> int:
     """Load the checkpoints, build the page and serve it until interrupted."""
     args = build_parser().parse_args(argv)
-    try:
+    try:  # the optional "demo" extra: a one-line hint instead of a traceback when it is missing
         import gradio  # noqa: F401
     except ImportError:
         print('error: the demo needs Gradio: pip install -e ".[demo]" (or pip install "hf_seqrec[demo]")', file=sys.stderr)
         return 2
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
-    from .app import build_app, launch
-    from .model import DemoModel
+    from .app import build_app, launch  # imports Gradio: only once it is known to be installed
 
     models = [DemoModel.load(args.model)]
     if args.compare:

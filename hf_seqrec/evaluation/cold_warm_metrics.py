@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.cold_start import PROTOCOL
+from ..data.cold_start_split import PROTOCOL
 from .ranking import full_ranking_metrics
 
 

@@ -54,13 +54,14 @@ share a forward pass: the parameters only change how a history is prepared and r
 history or parameter raises a `RequestError` (a ``ValueError`` or ``TypeError``, as a call raises)
 whose ``field`` names the history key or parameter at fault and whose ``index`` says which history.
 
-This file is also the checkpoint's own copy of the pipeline: ``save_pretrained`` copies it next to
-``modeling_seqrec.py`` so that ``pipeline(model=checkpoint, trust_remote_code=True)`` works where
-hf_seqrec is not installed. It therefore imports nothing from hf_seqrec, only torch, transformers
-and the standard library (and its same-folder ``precision.py``, ``explain.py`` and ``padding.py``, copied with it).
-It reads no file either: the model brings its item catalogue (``model.item_catalog``, with the rules
-that normalise ids and titles) and its popularity counts (``model.item_popularity``), both loaded
-by ``from_pretrained`` (see the model's ``checkpoint_format.py``).
+This file is also the checkpoint's own copy of the pipeline: ``modeling_seqrec.py`` imports it, so
+``save_pretrained`` copies it with the model code and names it in config.json's ``custom_pipelines``,
+and ``pipeline(model=checkpoint, trust_remote_code=True)`` works where hf_seqrec is not installed. It
+therefore imports nothing from hf_seqrec, only torch, transformers and the standard library (and its
+same-folder ``precision.py``, ``explain.py`` and ``padding.py``, copied with it), and never the model's
+own module, which imports it. It reads no file either: the model brings its item catalogue
+(``model.item_catalog``, with the rules that normalise ids and titles, see ``item_catalog.py``) and its
+popularity counts (``model.item_popularity``, see ``popularity_counts.py``), both loaded by ``from_pretrained``.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ from .explain import explain as explain_items
 from .padding import pad_histories
 from .precision import check_precision, prepare_for_inference
 
+# The pipeline task this module implements, the key of its entry in config.json's "custom_pipelines".
+TASK = "next-item"
 DEFAULT_TOP_K = 10
 DEFAULT_BATCH_SIZE = 64
 FALLBACKS = (None, "popular")

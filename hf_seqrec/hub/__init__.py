@@ -1,1 +1,0 @@
-"""Hub upload of checkpoints."""
