@@ -166,7 +166,7 @@ def test_the_service_points_at_a_parameter_only_where_the_request_gave_it(recomm
 
 # ----------------------------------------------------------------------------- the padded batch
 def test_explanations_pad_histories_as_the_pipeline_does():
-    from hf_seqrec.pipelines import explain, padding
+    from hf_seqrec.modeling import explain, padding
 
     assert explain.pad_histories is padding.pad_histories
     ids, mask = padding.pad_histories([[3, 1], [2]])

@@ -444,11 +444,11 @@ def test_the_script_refuses_limits_that_are_not_positive(option, value, words, c
 
 # ----------------------------------------------------------------------------- loading and the script
 def test_precision_is_passed_to_the_pipeline_only_when_given(recommend, monkeypatch):
-    import transformers
+    from hf_seqrec.inference import loading
 
     calls = []
     model = object()  # a loaded model is passed on as it is
-    monkeypatch.setattr(transformers, "pipeline", lambda task, **kwargs: calls.append((task, kwargs)))
+    monkeypatch.setattr(loading, "pipeline", lambda task, **kwargs: calls.append((task, kwargs)))
     load_pipeline(model, precision="int8")
     load_pipeline(model)
     assert calls == [("next-item", {"model": model, "precision": "int8"}), ("next-item", {"model": model})]
