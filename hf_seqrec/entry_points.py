@@ -12,7 +12,7 @@ from typing import Callable
 
 from .console import configure_console
 from .data.errors import DataValidationError
-from .evaluation.evaluate_command import evaluate_main
+from .inference.evaluate_command import evaluate_main
 from .inference.recommend_command import recommend_main
 from .publishing.push import PushError
 from .training.config import ConfigError

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hf_seqrec.evaluation.evaluate_command import evaluate_main
+from hf_seqrec.inference.evaluate_command import evaluate_main
 from hf_seqrec.training.output_dir import TEST_RANKS_FILE
 from testing_utils import REPO, run_finetune, script_env
 

@@ -31,7 +31,7 @@ from transformers import pipeline
 import hf_seqrec  # noqa: F401  (registers the "next-item" task)
 from hf_seqrec import SeqRecForNextItem
 from hf_seqrec.entry_points import run_cli
-from hf_seqrec.evaluation.evaluate_command import evaluate_main
+from hf_seqrec.inference.evaluate_command import evaluate_main
 from hf_seqrec.training.finetune_command import finetune_main
 from hf_seqrec.data import DataConfig, DataValidationError, load_interactions, load_items, prepare_data
 from hf_seqrec.modeling.item_catalog import ItemCatalog

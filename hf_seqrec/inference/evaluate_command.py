@@ -17,15 +17,15 @@ from ..data.collator import NextItemCollator
 from ..data.cold_start_split import apply_cold_start
 from ..data.errors import DataValidationError
 from ..data.prepare import prepare_data
-from ..inference.loading import checkpoint_dir
+from .loading import checkpoint_dir
 from ..io_utils import write_json_atomic
 from ..modeling import SeqRecForNextItem
 from ..training.config import FinetuneConfig, LiteralHelpFormatter, resolve_mixed_precision
-from .cold_warm_metrics import cold_start_summary
-from .evaluator import evaluate_split
-from .final_test import write_ranks_file
-from .ranking import evaluation_protocol, user_counts
-from .ratings import rating_summary
+from ..evaluation.cold_warm_metrics import cold_start_summary
+from ..evaluation.evaluator import evaluate_split
+from ..evaluation.final_test import write_ranks_file
+from ..evaluation.ranking import evaluation_protocol, user_counts
+from ..evaluation.ratings import rating_summary
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
