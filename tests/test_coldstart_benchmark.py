@@ -94,7 +94,7 @@ def test_the_report_splits_test_and_validation_targets_from_finished_runs(tmp_pa
     assert "Not run yet:" in report and "`smollm2-lora-let-it-go-minilm-centred` seeds 0, 1, 2" in report
     # The designs outside the default run are named as such, not as rows still to run.
     others = report.split("Other designs, run with `--models` and not part of the default run: ", 1)[1].split("\n", 1)[0]
-    assert "`smollm2-lora-text-delta`" in others and "smollm2-lora-let-it-go-minilm" not in others
+    assert "`smollm2-lora-text-delta`" in others and "`smollm2-lora-let-it-go-minilm`" not in others
     assert "`smollm2-lora-text-delta` seeds" not in report
 
 
