@@ -114,7 +114,7 @@ def run_one(model: str, objective: str, seed: int, runs_dir: Path, quick: bool, 
     """Train (or, with ``reuse_finished``, read a finished run with the same configuration) and return its row."""
     run_dir = runs_dir / run_name(model, objective, seed)
     command = run_command(model, objective, seed, run_dir, quick)
-    if reuse_finished and finished_run_matches(command, run_dir):
+    if reuse_finished and finished_run_matches(command, run_dir) and q_head_matches(command, run_dir):
         print(f"[reward] {run_name(model, objective, seed)}: reusing {run_dir}, a finished run with the same configuration", flush=True)
         wall = None
     else:
@@ -123,6 +123,22 @@ def run_one(model: str, objective: str, seed: int, runs_dir: Path, quick: bool, 
     row = row_from_run(run_dir, model, objective)
     row.update(command=shlex.join(relative_command(command)), wall_seconds=wall, quick=quick, reused=wall is None)
     return row
+
+
+def q_head_matches(command: list[str], run_dir: Path) -> bool:
+    """Whether the run's Q-learning head is the one ``command`` trains today (its ``q_head`` in config.json).
+
+    The options alone do not say it: a run made before the head read a unit-length state has the same
+    options and a different head, and its row would not measure the objective as it now is.
+    """
+    from hf_seqrec.training.config import config_from_args
+    from hf_seqrec.training.reward_objective import q_head_settings
+
+    wanted = q_head_settings(config_from_args(command[2:]))
+    recorded = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("q_head")
+    if recorded != wanted:
+        print(f"[reward] {run_dir}: not reused, its Q-learning head {recorded} is not today's {wanted}", flush=True)
+    return recorded == wanted
 
 
 def row_from_run(run_dir: Path, model: str, objective: str, evaluation_dir: Path | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from hf_seqrec.data.collator import IGNORE_INDEX, NextItemCollator, VaryingTrain
 from hf_seqrec.data.rewards import RewardRules, RewardSyntaxError
 from hf_seqrec.evaluation.ratings import rating_metrics, rating_summary
 from hf_seqrec.modeling import SeqRecConfig
-from hf_seqrec.modeling.q_learning import td_targets
+from hf_seqrec.modeling.q_learning import QHead, td_targets
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
 from hf_seqrec.training.reward_objective import check_rated_data
 from testing_utils import REPO, run_finetune, run_in_fresh_process, script_env
@@ -212,6 +212,42 @@ def test_model_adds_the_weighted_td_loss_and_recommends_with_the_next_item_head(
     assert torch.equal(model(items, mask).logits, plain.logits)  # the Q head takes no part in recommending
 
 
+def test_normalized_q_head_ignores_the_state_scale_and_width_and_caps_the_td_gradient():
+    """A pretrained LM's states are ~40 long and 576 wide; the raw head let one Adam step move Q by ~10 and diverged."""
+    torch.manual_seed(0)
+    item_vectors = torch.randn(NUM_ITEMS, 16)
+    hidden = torch.randn(2, 3, 16)
+    normalized, raw = QHead(16, normalized=True), QHead(16, normalized=False)
+    with torch.no_grad():
+        normalized.projection.weight.normal_()
+        raw.projection.weight.copy_(normalized.projection.weight)
+    assert torch.allclose(normalized(40.0 * hidden, item_vectors), normalized(hidden, item_vectors), atol=1e-5)
+    unit = torch.nn.functional.normalize(hidden, dim=-1)
+    assert torch.allclose(normalized(hidden, item_vectors), raw(unit, item_vectors) / 4.0, atol=1e-6)  # 1 / sqrt(16)
+    assert torch.allclose(raw(40.0 * hidden, item_vectors), 40.0 * raw(hidden, item_vectors), rtol=1e-4, atol=1e-4)  # zero bias
+
+    # The TD loss: half the squared error up to an error of 1, then linear, so a diverging Q cannot swamp the cross-entropy.
+    mask, labels = torch.tensor([[1, 0]]), torch.tensor([[1, IGNORE_INDEX]])  # one position, the sequence's end
+    states = torch.randn(1, 2, 16)
+    for head, error, expected in [(normalized, 0.5, 0.125), (normalized, 10.0, 9.5), (raw, 10.0, 50.0)]:
+        chosen = head(states, item_vectors)[0, 0, 1].item()
+        rewards = torch.tensor([[chosen - error, 0.0]])  # at the end the target is the reward alone
+        assert head.loss(states, item_vectors, mask, labels, rewards).item() == pytest.approx(expected, rel=1e-3)
+
+
+def test_a_q_head_config_without_normalized_keeps_the_raw_head_it_was_trained_with():
+    def head(q_head):
+        model, _ = SeqRecForNextItem.from_backbone(
+            "sasrec", num_items=NUM_ITEMS, max_len=8, backbone_options={"hidden_size": 16}, q_head=q_head,
+        )
+        return model.q_head
+
+    assert head({"discount": 0.5, "weight": 1.0}).normalized is False
+    assert head({"discount": 0.5, "weight": 1.0, "normalized": True}).normalized is True
+    with pytest.raises(ValueError, match="normalized"):
+        SeqRecConfig(num_items=5, q_head={"discount": 0.5, "weight": 1.0, "normalized": "yes"})
+
+
 def test_without_the_objective_a_model_and_its_checkpoint_are_as_before(tmp_path):
     model, _ = SeqRecForNextItem.from_backbone("sasrec", num_items=NUM_ITEMS, max_len=8, backbone_options={"hidden_size": 16})
     assert model.q_head is None and "q_head" not in model.config.to_dict()
@@ -238,7 +274,7 @@ def reward_run(rated_csv, tmp_path_factory):
 
 def test_short_run_trains_the_q_head_and_reports_by_rating(reward_run, rated):
     config = json.loads((reward_run / "config.json").read_text())
-    assert config["q_head"] == {"discount": 0.5, "weight": 1.0, "reward": REWARD}
+    assert config["q_head"] == {"discount": 0.5, "weight": 1.0, "normalized": True, "reward": REWARD}
     assert (reward_run / "q_head.safetensors").is_file() and (reward_run / "q_learning.py").is_file()
     model = SeqRecForNextItem.from_pretrained(reward_run)
     assert model.q_head.projection.weight.abs().sum() > 0  # trained away from its zero start
@@ -358,6 +394,12 @@ def test_benchmark_reuses_a_finished_run_only_when_its_configuration_matches(mon
     (run_dir / "metrics.json").write_text("{}")
     assert reward.finished_run_matches(command, run_dir)
     assert not reward.finished_run_matches(reward.run_command("sasrec", "cross-entropy", 0, run_dir, quick=False), run_dir)
+    # Same options, but a Q-learning head from before it read a unit-length state: not the objective as it now is.
+    q_head = {"discount": 0.5, "weight": 1.0, "reward": "rating>=4:1.0,else:0.2"}
+    (run_dir / "config.json").write_text(json.dumps({"q_head": q_head}))
+    assert not reward.q_head_matches(command, run_dir)
+    (run_dir / "config.json").write_text(json.dumps({"q_head": {**q_head, "normalized": True}}))
+    assert reward.q_head_matches(command, run_dir)
 
 
 # ----------------------------------------------------------------------------- cross-entropy rows from the quality benchmark

@@ -375,8 +375,10 @@ class SeqRecConfig(PretrainedConfig):
             only), as from-scratch transformers like SASRec use; a pretrained LM has none of its own.
         q_head (`dict`, *optional*):
             The reward-aware objective (SQN, see `q_learning.py`): a Q-learning head next to the next-item head,
-            trained with a TD loss from per-position rewards. `{"discount": gamma, "weight": w}` (and, for the
-            record, `"reward"`: the rating rules the rewards came from). Unset: no head, and `config.json` has no
+            trained with a TD loss from per-position rewards. `{"discount": gamma, "weight": w}`, optionally
+            `"normalized": true` (a unit-length state, a dot product scaled by `1/sqrt(hidden_size)` and a
+            Huber TD loss; what training writes; absent means the raw head) and, for the record, `"reward"`: the rating rules the rewards
+            came from. Unset: no head, and `config.json` has no
             `q_head` key at all, so models trained without the objective save exactly as before. Recommendations
             always come from the next-item head.
         initializer_range (`float`, defaults to 0.02):

@@ -150,7 +150,9 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         )
         # The reward-aware objective (SQN): a Q-learning head trained next to the next-item head (q_learning.py).
         q_head = getattr(config, "q_head", None)
-        self.q_head = QHead(config.hidden_size, q_head["discount"], q_head["weight"]) if q_head else None
+        self.q_head = (
+            QHead(config.hidden_size, q_head["discount"], q_head["weight"], q_head.get("normalized", False)) if q_head else None
+        )
         # Weight init runs before LoRA is attached: initialising after would overwrite the
         # adapter's zero-initialised B matrices and the model would not start from the backbone.
         self.post_init()

@@ -16,10 +16,10 @@ from .config import ConfigError, FinetuneConfig
 
 
 def q_head_settings(config: FinetuneConfig) -> dict[str, Any] | None:
-    """``SeqRecConfig.q_head`` for the run: its discount and weight, and the reward rules for the record; None without ``--reward``."""
+    """``SeqRecConfig.q_head`` for the run: its discount and weight, a unit-length state, and the reward rules for the record; None without ``--reward``."""
     if config.reward is None:
         return None
-    return {"discount": config.reward_discount, "weight": config.reward_weight, "reward": config.reward}
+    return {"discount": config.reward_discount, "weight": config.reward_weight, "normalized": True, "reward": config.reward}
 
 
 def reward_function(config: FinetuneConfig) -> RewardRules | None:
