@@ -11,7 +11,7 @@
 Every run is ``scripts/finetune.py`` with the model's config (SASRec: ``configs/sasrec.yaml``, the LM:
 ``configs/cpu.yaml``), once as it is (``cross-entropy``) and once with ``--reward "rating>=4:1.0,else:0.2"``
 (``sqn``: a Q-learning head trained on those rewards next to the next-item head, SQN's discount 0.5 and
-TD weight 1). One run directory per model, objective and seed under ``--runs_dir``. A row holds the run's
+TD weight 1; the head is normalized, see ``hf_seqrec/modeling/q_learning.py``). One run directory per model, objective and seed under ``--runs_dir``. A row holds the run's
 test NDCG@10 and HR@10, the HR@10 and NDCG@10 over the test targets the user liked (rating >= 4), the rate
 at which a disliked target (rating <= 2) lands in the top 10, each with the run's own bootstrap 95%
 interval from ``metrics.json``, and the per-user test ranks and target ratings from ``test_ranks.json``
@@ -418,7 +418,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Machine: {results['machine']}.",
         "",
         f"Objectives: `cross-entropy` is the model's config as it is; `sqn` adds `--reward \"{REWARD}\"` (SQN, Xin et al. 2020: a "
-        "Q-learning head on the shared encoder, trained with a TD loss of weight 1 and discount 0.5 next to the cross-entropy; "
+        "Q-learning head on the shared encoder, normalized (a unit-length state, a dot product scaled by 1/sqrt(width)) and "
+        "trained with a Huber TD loss of weight 1 and discount 0.5 next to the cross-entropy; "
         "recommendations come from the next-item head). Protocol: leave-one-out by timestamp, full ranking with the history "
         "masked, pessimistic ties, test metrics of the best validation epoch (NDCG@10). `liked`: the test targets the user "
         f"rated >= {LIKED_MIN_RATING:g}; `disliked in top 10`: HR@10 over the targets rated <= {DISLIKED_MAX_RATING:g} (lower is "
