@@ -11,7 +11,8 @@
 Every run is ``scripts/finetune.py`` with the model's config (SASRec: ``configs/sasrec.yaml``, the LM:
 ``configs/cpu.yaml``), once as it is (``cross-entropy``) and once with ``--reward "rating>=4:1.0,else:0.2"``
 (``sqn``: a Q-learning head trained on those rewards next to the next-item head, SQN's discount 0.5 and
-TD weight 1; the head is normalized, see ``hf_seqrec/modeling/q_learning.py``). One run directory per model, objective and seed under ``--runs_dir``. A row holds the run's
+TD weight 1; the head is normalized, see ``hf_seqrec/modeling/q_learning.py``), and once more with
+``--reward_weight 0.1`` as well (``sqn-w0.1``: the TD loss at a tenth of its weight). One run directory per model, objective and seed under ``--runs_dir``. A row holds the run's
 test NDCG@10 and HR@10, the HR@10 and NDCG@10 over the test targets the user liked (rating >= 4), the rate
 at which a disliked target (rating <= 2) lands in the top 10, each with the run's own bootstrap 95%
 interval from ``metrics.json``, and the per-user test ranks and target ratings from ``test_ranks.json``
@@ -51,9 +52,14 @@ REEVALUATED_DIR = "reevaluated"  # under --runs_dir: re-evaluations of other ben
 REWARD = "rating>=4:1.0,else:0.2"
 LIKED_MIN_RATING, DISLIKED_MAX_RATING = 4.0, 2.0  # hf_seqrec.evaluation.ratings
 MODELS: dict[str, str] = {"sasrec": "configs/sasrec.yaml", "smollm2-lora": "configs/cpu.yaml"}
-# objective -> the options it adds to the model's config.
-OBJECTIVES: dict[str, dict[str, Any]] = {"cross-entropy": {}, "sqn": {"reward": REWARD}}
+# objective -> the options it adds to the model's config. `sqn-w0.1` weighs the TD loss at a tenth of SQN's 1:
+# the objective's pull on the shared encoder made smaller, for a backbone (the LM) on which weight 1 costs accuracy.
+OBJECTIVES: dict[str, dict[str, Any]] = {
+    "cross-entropy": {}, "sqn": {"reward": REWARD}, "sqn-w0.1": {"reward": REWARD, "reward_weight": 0.1},
+}
 BASELINE_OBJECTIVE, REWARD_OBJECTIVE = "cross-entropy", "sqn"
+# Each is paired with the baseline; the first (SQN as published) is reported even before it has rows.
+REWARD_OBJECTIVES = ("sqn", "sqn-w0.1")
 DEFAULT_SEEDS = (0, 1, 2)
 # A row's metrics: (key in the row, where metrics.json has it, label in the tables).
 METRICS = (
@@ -380,17 +386,20 @@ def _selected_values(test_ranks: dict[str, list], select: Callable, per_user: Ca
 
 
 def paired_tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """SQN minus cross-entropy, per model and paired metric."""
+    """Each reward objective minus cross-entropy, per model and paired metric (a variant without rows is left out)."""
     tests = []
     for model in MODELS:
-        rows_a = [r for r in rows if r["model"] == model and r["objective"] == REWARD_OBJECTIVE]
         rows_b = [r for r in rows if r["model"] == model and r["objective"] == BASELINE_OBJECTIVE]
-        for metric in PAIRED_METRICS:
-            if not rows_a or not rows_b:
-                result = {"computed": False, "reason": "one of the two objectives has no rows yet"}
-            else:
-                result = paired_test(rows_a, rows_b, metric)
-            tests.append({"model": model, "a": REWARD_OBJECTIVE, "b": BASELINE_OBJECTIVE, "metric": metric, **result})
+        for objective in REWARD_OBJECTIVES:
+            rows_a = [r for r in rows if r["model"] == model and r["objective"] == objective]
+            if not rows_a and objective != REWARD_OBJECTIVE:
+                continue
+            for metric in PAIRED_METRICS:
+                if not rows_a or not rows_b:
+                    result = {"computed": False, "reason": "one of the two objectives has no rows yet"}
+                else:
+                    result = paired_test(rows_a, rows_b, metric)
+                tests.append({"model": model, "a": objective, "b": BASELINE_OBJECTIVE, "metric": metric, **result})
     return tests
 
 
@@ -419,7 +428,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Objectives: `cross-entropy` is the model's config as it is; `sqn` adds `--reward \"{REWARD}\"` (SQN, Xin et al. 2020: a "
         "Q-learning head on the shared encoder, normalized (a unit-length state, a dot product scaled by 1/sqrt(width)) and "
-        "trained with a Huber TD loss of weight 1 and discount 0.5 next to the cross-entropy; "
+        "trained with a Huber TD loss of weight 1 and discount 0.5 next to the cross-entropy; `sqn-w0.1` is the same with "
+        "`--reward_weight 0.1`; "
         "recommendations come from the next-item head). Protocol: leave-one-out by timestamp, full ranking with the history "
         "masked, pessimistic ties, test metrics of the best validation epoch (NDCG@10). `liked`: the test targets the user "
         f"rated >= {LIKED_MIN_RATING:g}; `disliked in top 10`: HR@10 over the targets rated <= {DISLIKED_MAX_RATING:g} (lower is "
@@ -479,7 +489,7 @@ def render_paired_tests(tests: list[dict[str, Any]]) -> list[str]:
     if not tests:
         return []
     lines = [
-        "## Paired tests over users: SQN − cross-entropy",
+        "## Paired tests over users: the reward-aware objective − cross-entropy",
         "",
         "Per model, the per-user metric with the reward-aware objective minus without it, user by user (matched by user "
         "id), seed s against seed s, pooled over the seeds both have; a paired bootstrap resamples users, each with its "
@@ -487,16 +497,16 @@ def render_paired_tests(tests: list[dict[str, Any]]) -> list[str]:
         "the mean difference and a two-sided p-value. "
         + " ".join(f"`{name}`: {description}." for name, (_, _, description) in PAIRED_METRICS.items()),
         "",
-        "| model | metric | seeds pooled | users | pairs | cross-entropy | sqn | difference [95% bootstrap] | bootstrap p |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | objective | metric | seeds pooled | users | pairs | cross-entropy | with the objective | difference [95% bootstrap] | bootstrap p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in tests:
         if not t["computed"]:
-            lines.append(f"| {t['model']} | {t['metric']} | — | — | — | — | — | not computed: {t['reason']} | — |")
+            lines.append(f"| {t['model']} | {t['a']} | {t['metric']} | — | — | — | — | — | not computed: {t['reason']} | — |")
             continue
         low, high = t["bootstrap"]["ci95"]
         lines.append(
-            f"| {t['model']} | {t['metric']} | {len(t['seeds'])} ({', '.join(map(str, t['seeds']))}) | {t['n_users']} | {t['n_pairs']} | "
+            f"| {t['model']} | {t['a']} | {t['metric']} | {len(t['seeds'])} ({', '.join(map(str, t['seeds']))}) | {t['n_users']} | {t['n_pairs']} | "
             f"{t['mean_b']:.4f} | {t['mean_a']:.4f} | {t['mean_difference']:+.4f} [{low:+.4f}, {high:+.4f}] | "
             f"{_p(t['bootstrap']['p_value'], t['bootstrap']['n_resamples'])} |"
         )

@@ -372,7 +372,9 @@ def test_benchmark_pairs_runs_by_user_and_renders_its_report(monkeypatch):
 
     markdown = reward.render_markdown(results)
     assert "| sasrec | sqn | 2 (0, 1) |" in markdown and "liked HR@10" in markdown and "disliked in top 10" in markdown
-    assert "| sasrec | liked_hr@10 | 2 (0, 1) | 3 | 6 | 0.0000 | 1.0000 | +1.0000" in markdown
+    assert "| sasrec | sqn | liked_hr@10 | 2 (0, 1) | 3 | 6 | 0.0000 | 1.0000 | +1.0000" in markdown
+    assert "sqn-w0.1 | liked_hr@10" not in markdown  # a variant without rows has no paired test
+    assert "`sasrec` / `sqn-w0.1`: seeds 0, 1, 2 not run yet" in markdown
     assert "`smollm2-lora` / `sqn`: seeds 0, 1, 2 not run yet" in markdown
     assert "python scripts/finetune.py --seed 1" in markdown and results["machine"]
 
