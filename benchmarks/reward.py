@@ -12,7 +12,9 @@ Every run is ``scripts/finetune.py`` with the model's config (SASRec: ``configs/
 ``configs/cpu.yaml``), once as it is (``cross-entropy``) and once with ``--reward "rating>=4:1.0,else:0.2"``
 (``sqn``: a Q-learning head trained on those rewards next to the next-item head, SQN's discount 0.5 and
 TD weight 1; the head is normalized, see ``hf_seqrec/modeling/q_learning.py``), and once more with
-``--reward_weight 0.1`` as well (``sqn-w0.1``: the TD loss at a tenth of its weight). One run directory per model, objective and seed under ``--runs_dir``. A row holds the run's
+``--reward_weight 0.1`` as well (``sqn-w0.1``: the TD loss at a tenth of its weight), and once with
+``--reward_objective reward-weighted`` (``reward-weighted``: no Q head; each position's cross-entropy is
+weighted by its target's reward). One run directory per model, objective and seed under ``--runs_dir``. A row holds the run's
 test NDCG@10 and HR@10, the HR@10 and NDCG@10 over the test targets the user liked (rating >= 4), the rate
 at which a disliked target (rating <= 2) lands in the top 10, each with the run's own bootstrap 95%
 interval from ``metrics.json``, and the per-user test ranks and target ratings from ``test_ranks.json``
@@ -54,12 +56,16 @@ LIKED_MIN_RATING, DISLIKED_MAX_RATING = 4.0, 2.0  # hf_seqrec.evaluation.ratings
 MODELS: dict[str, str] = {"sasrec": "configs/sasrec.yaml", "smollm2-lora": "configs/cpu.yaml"}
 # objective -> the options it adds to the model's config. `sqn-w0.1` weighs the TD loss at a tenth of SQN's 1:
 # the objective's pull on the shared encoder made smaller, for a backbone (the LM) on which weight 1 costs accuracy.
+# `reward-weighted` has no Q head: each position's cross-entropy is weighted by its target's reward.
 OBJECTIVES: dict[str, dict[str, Any]] = {
-    "cross-entropy": {}, "sqn": {"reward": REWARD}, "sqn-w0.1": {"reward": REWARD, "reward_weight": 0.1},
+    "cross-entropy": {},
+    "sqn": {"reward": REWARD},
+    "sqn-w0.1": {"reward": REWARD, "reward_weight": 0.1},
+    "reward-weighted": {"reward": REWARD, "reward_objective": "reward-weighted"},
 }
 BASELINE_OBJECTIVE, REWARD_OBJECTIVE = "cross-entropy", "sqn"
 # Each is paired with the baseline; the first (SQN as published) is reported even before it has rows.
-REWARD_OBJECTIVES = ("sqn", "sqn-w0.1")
+REWARD_OBJECTIVES = ("sqn", "sqn-w0.1", "reward-weighted")
 DEFAULT_SEEDS = (0, 1, 2)
 # A row's metrics: (key in the row, where metrics.json has it, label in the tables).
 METRICS = (
@@ -429,7 +435,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Objectives: `cross-entropy` is the model's config as it is; `sqn` adds `--reward \"{REWARD}\"` (SQN, Xin et al. 2020: a "
         "Q-learning head on the shared encoder, normalized (a unit-length state, a dot product scaled by 1/sqrt(width)) and "
         "trained with a Huber TD loss of weight 1 and discount 0.5 next to the cross-entropy; `sqn-w0.1` is the same with "
-        "`--reward_weight 0.1`; "
+        "`--reward_weight 0.1`; `reward-weighted` adds `--reward_objective reward-weighted` instead: no Q head, each "
+        "position's cross-entropy weighted by its target's reward; "
         "recommendations come from the next-item head). Protocol: leave-one-out by timestamp, full ranking with the history "
         "masked, pessimistic ties, test metrics of the best validation epoch (NDCG@10). `liked`: the test targets the user "
         f"rated >= {LIKED_MIN_RATING:g}; `disliked in top 10`: HR@10 over the targets rated <= {DISLIKED_MAX_RATING:g} (lower is "

@@ -23,7 +23,7 @@ from hf_seqrec.evaluation.ratings import rating_metrics, rating_summary
 from hf_seqrec.modeling import SeqRecConfig
 from hf_seqrec.modeling.q_learning import QHead, td_targets
 from hf_seqrec.training.config import ConfigError, FinetuneConfig
-from hf_seqrec.training.reward_objective import check_rated_data
+from hf_seqrec.training.reward_objective import check_rated_data, q_head_settings, reward_batch_key, reward_function
 from testing_utils import REPO, run_finetune, run_in_fresh_process, script_env
 
 REWARD = "rating>=4:1.0,else:0.2"
@@ -111,6 +111,48 @@ def test_reward_options_are_checked():
         FinetuneConfig(backbone="sasrec", reward_weight=2.0)
     with pytest.raises(ValueError, match="q_head"):
         SeqRecConfig(num_items=5, q_head={"discount": 1.5, "weight": 1.0})
+    with pytest.raises(ConfigError, match="reward_objective: expected one of sqn, reward-weighted, got 'reinforce'"):
+        FinetuneConfig(backbone="sasrec", reward=REWARD, reward_objective="reinforce")
+    with pytest.warns(UserWarning, match="reward_weight, reward_discount: they shape SQN's TD loss"):
+        FinetuneConfig(backbone="sasrec", reward=REWARD, reward_objective="reward-weighted", reward_weight=0.1)
+
+
+def test_reward_weighted_objective_has_no_head_and_gives_the_rewards_as_label_weights(rated):
+    sqn = FinetuneConfig(backbone="sasrec", reward=REWARD)
+    weighted = FinetuneConfig(backbone="sasrec", reward=REWARD, reward_objective="reward-weighted")
+    assert q_head_settings(sqn)["normalized"] and q_head_settings(weighted) is None
+    windows = training_windows(rated.splits["train"], 8, with_ratings=True)
+    rows = [windows[i] for i in range(3)]
+    as_rewards = NextItemCollator(max_len=8, reward=reward_function(sqn), reward_key=reward_batch_key(sqn))(rows)
+    as_weights = NextItemCollator(max_len=8, reward=reward_function(weighted), reward_key=reward_batch_key(weighted))(rows)
+    assert "label_weights" not in as_rewards and "rewards" not in as_weights
+    assert torch.equal(as_rewards["rewards"], as_weights["label_weights"])
+
+
+@pytest.mark.parametrize("loss_chunk_size", [None, 2])
+def test_label_weights_weigh_each_positions_cross_entropy(loss_chunk_size):
+    torch.manual_seed(0)
+    model, _ = SeqRecForNextItem.from_backbone(
+        "sasrec", num_items=NUM_ITEMS, max_len=8, backbone_options={"hidden_size": 16, "num_layers": 1},
+        loss_chunk_size=loss_chunk_size,
+    )
+    model.eval()
+    items = torch.tensor([[1, 2, 3, 4], [5, 6, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    labels = torch.tensor([[2, 3, 4, 5], [6, 7, IGNORE_INDEX, IGNORE_INDEX]])
+    plain = model(items, mask, labels=labels).loss
+    assert model(items, mask, labels=labels, label_weights=torch.ones(2, 4)).loss.item() == pytest.approx(plain.item(), rel=1e-6)
+    # One position at a time (weight 1 there, 0 elsewhere): the six add up to the plain loss, and any weights mix them.
+    positions = [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1)]
+    alone = []
+    for row, column in positions:
+        weights = torch.zeros(2, 4)
+        weights[row, column] = 1.0
+        alone.append(model(items, mask, labels=labels, label_weights=weights).loss.item())
+    assert sum(alone) == pytest.approx(plain.item(), rel=1e-5) and min(alone) > 0
+    weights = torch.tensor([[1.0, 0.2, 0.2, 1.0], [0.2, 1.0, 5.0, 5.0]])  # padding's weights are never read
+    expected = sum(weights[row, column].item() * value for (row, column), value in zip(positions, alone))
+    assert model(items, mask, labels=labels, label_weights=weights).loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_reward_without_ratings_is_refused_naming_the_option_and_the_column(tmp_path):
@@ -289,6 +331,23 @@ def test_short_run_trains_the_q_head_and_reports_by_rating(reward_run, rated):
     assert by_rating["test_liked"]["hr@10"] == pytest.approx(np.mean(np.asarray(liked) <= 10))
     assert len(by_rating["disliked_hr@10_interval"]) == 2
     assert "By the rating of the test target" in (reward_run / "README.md").read_text()  # the model card shows it
+
+
+def test_reward_weighted_run_trains_without_a_head_and_reports_by_rating(rated_csv, tmp_path):
+    output = tmp_path / "weighted"
+    done = run_finetune(
+        "--dataset", str(rated_csv), "--rating_column", "rating", "--backbone", "sasrec", "--hidden_size", "16",
+        "--num_layers", "1", "--max_len", "8", "--batch_size", "16", "--max_steps", "4", "--num_epochs", "1",
+        "--bootstrap_samples", "10", "--mixed_precision", "no", "--report_to", "none",
+        "--reward", REWARD, "--reward_objective", "reward-weighted", "--output_dir", str(output),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "q_head" not in json.loads((output / "config.json").read_text()) and not (output / "q_head.safetensors").exists()
+    recorded = yaml.safe_load((output / "training_config.yaml").read_text())
+    assert (recorded["reward"], recorded["reward_objective"]) == (REWARD, "reward-weighted")
+    assert "test_liked" in json.loads((output / "metrics.json").read_text())["test_by_rating"]
+    recommend = pipeline("next-item", model=str(output))
+    assert len(recommend({"history": ["3", "17"]}, top_k=5)) == 5
 
 
 def test_checkpoint_round_trips_through_from_pretrained_pipeline_and_remote_code(reward_run, tmp_path):

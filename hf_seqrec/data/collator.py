@@ -135,11 +135,13 @@ class NextItemCollator:
 
     With a ``reward`` (a function of a rating, e.g. ``hf_seqrec.data.rewards.RewardRules``) training
     rows must also have ``label_ratings``, and the batch gets ``rewards``: the reward of each label's
-    rating, 0 on padding, for the reward-aware objective.
+    rating, 0 on padding, for the reward-aware objective, under ``reward_key`` (``label_weights`` for the
+    reward-weighted cross-entropy).
     """
 
     max_len: int
     reward: Callable[[float], float] | None = None
+    reward_key: str = "rewards"
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if "labels" in rows[0]:
@@ -164,7 +166,7 @@ class NextItemCollator:
             "labels": self._pad(labels, IGNORE_INDEX),
         }
         if self.reward is not None:
-            batch["rewards"] = self._pad([self._rewards(row) for row in rows], 0.0, torch.float32)
+            batch[self.reward_key] = self._pad([self._rewards(row) for row in rows], 0.0, torch.float32)
         return batch
 
     def _rewards(self, row: dict[str, Any]) -> list[float]:

@@ -402,17 +402,23 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         return _fp32_scores(hidden_states, self.item_table.output_vectors(table), offsets, self.item_table.score_scale())
 
     def _summed_cross_entropy(
-        self, hidden: torch.Tensor, targets: torch.Tensor, table: torch.Tensor, offsets: torch.Tensor | None
+        self,
+        hidden: torch.Tensor,
+        targets: torch.Tensor,
+        table: torch.Tensor,
+        offsets: torch.Tensor | None,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Full-catalogue cross-entropy summed over positions, chunked when `config.loss_chunk_size` is set."""
+        """Full-catalogue cross-entropy summed over positions (each times its weight, if given), chunked when
+        `config.loss_chunk_size` is set."""
         chunk = self.config.loss_chunk_size
         if not chunk or hidden.size(0) <= chunk:
-            return F.cross_entropy(self.score(hidden, table, offsets).float(), targets, reduction="sum")
+            return _summed_weighted_cross_entropy(self.score(hidden, table, offsets).float(), targets, weights)
         table = self.item_table.output_vectors(table)
         scale = self.item_table.score_scale()
 
-        def chunk_loss(h: torch.Tensor, t: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(_fp32_scores(h, table, offsets, scale), t, reduction="sum")
+        def chunk_loss(h: torch.Tensor, t: torch.Tensor, table: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+            return _summed_weighted_cross_entropy(_fp32_scores(h, table, offsets, scale), t, w)
 
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, hidden.size(0), chunk):
@@ -420,7 +426,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             # backward: peak memory is one chunk of logits instead of all of them.
             total = total + torch.utils.checkpoint.checkpoint(
                 chunk_loss, hidden[start : start + chunk], targets[start : start + chunk], table,
-                use_reentrant=False,
+                None if weights is None else weights[start : start + chunk], use_reentrant=False,
             )
         return total
 
@@ -434,6 +440,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         training_step: int | None = None,
         rewards: torch.FloatTensor | None = None,
+        label_weights: torch.FloatTensor | None = None,
         **kwargs: Any,
     ) -> NextItemOutput:
         r"""
@@ -463,6 +470,10 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
                 With `labels`, on a model with a Q-learning head (`config.q_head`): the reward of choosing each
                 position's label. The loss then adds the head's TD loss (SQN, q_learning.py), averaged over the
                 same positions as the cross-entropy. The logits are the next-item head's either way.
+            label_weights (`torch.FloatTensor` of shape `(batch_size, seq_len)`, *optional*):
+                With `labels`: a weight for each position's cross-entropy (the reward-weighted objective passes each
+                label's reward, so a target the user rated low teaches the model less). The sum is still divided by
+                the number of labelled positions. Unset: every position weighs 1.
         """
         if (input_item_ids is None) == (inputs_embeds is None):
             raise ValueError("SeqRecForNextItem.forward takes exactly one of input_item_ids and inputs_embeds")
@@ -484,7 +495,8 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             # largest tensor of a step, and padding would waste most of it.
             denominator = num_items_in_batch if num_items_in_batch is not None else labelled.sum().clamp(min=1)
             loss_offsets = self.item_table.untrained_items_left_out(offsets)
-            loss = self._summed_cross_entropy(hidden[labelled], labels[labelled], table, loss_offsets) / denominator
+            weights = None if label_weights is None else label_weights[labelled].float()
+            loss = self._summed_cross_entropy(hidden[labelled], labels[labelled], table, loss_offsets, weights) / denominator
             if position_kl is not None:
                 # SVAE's regulariser, averaged over the same positions as the cross-entropy, weighted by its annealed beta.
                 kl = position_kl[labelled].sum() / denominator
@@ -657,6 +669,13 @@ def _key_mismatch(missing: Sequence[str], unexpected: Sequence[str]) -> str:
     """E.g. "28 weights missing (['wte.weight', ...])": the counts and the first few names of each kind."""
     parts = [f"{len(keys)} weights {kind} ({list(keys[:5])})" for kind, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
     return ", ".join(parts)
+
+
+def _summed_weighted_cross_entropy(scores: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The cross-entropy of each row summed, each times its weight when there are weights."""
+    if weights is None:
+        return F.cross_entropy(scores, targets, reduction="sum")
+    return (F.cross_entropy(scores, targets, reduction="none") * weights.to(scores.dtype)).sum()
 
 
 def _fp32_scores(

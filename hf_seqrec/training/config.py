@@ -45,6 +45,9 @@ from ..modeling.q_learning import DEFAULT_DISCOUNT, DEFAULT_WEIGHT
 from ..modeling.text_encoding import is_sentence_encoder
 from ..option_checks import check_positive_int
 
+# What --reward trains: SQN's Q-learning head, or the cross-entropy weighted by each target's reward.
+REWARD_OBJECTIVES = ("sqn", "reward-weighted")
+
 
 class ConfigError(ValueError):
     """A configuration value (from YAML or the command line) that cannot be used."""
@@ -305,12 +308,19 @@ class RunArguments:
         metadata={"help": "with --teacher: loss = (1 - w) * cross-entropy + w * T^2 * KL(teacher || student)"},
     )
     distill_temperature: float = field(default=1.0, metadata={"help": "with --teacher: softmax temperature T of both"})
-    # the reward-aware objective (SQN: a Q-learning head next to the next-item head)
+    # the reward-aware objective (SQN: a Q-learning head next to the next-item head; or the reward-weighted cross-entropy)
     reward: str | None = field(
         default=None,
         metadata={
             "help": 'reward of an interaction from its rating, as ordered rules ending in else, e.g. "rating>=4:1.0,else:0.2"; '
             "trains a Q-learning head on these rewards next to the next-item head (SQN); needs rated data"
+        },
+    )
+    reward_objective: str = field(
+        default="sqn",
+        metadata={
+            "help": "with --reward: sqn (a Q-learning head with a TD loss next to the cross-entropy) or reward-weighted "
+            "(each position's cross-entropy weighted by its target's reward; no extra head)"
         },
     )
     reward_weight: float = field(
@@ -376,13 +386,23 @@ class RunArguments:
     def _check_reward_options(self) -> None:
         """A readable ``--reward`` and a usable weight and discount; the two alone, without ``--reward``, are a warning."""
         if self.reward is None:
-            if (self.reward_weight, self.reward_discount) != (DEFAULT_WEIGHT, DEFAULT_DISCOUNT):
-                warnings.warn("reward_weight, reward_discount: set but --reward is not, so they are not used", UserWarning, stacklevel=4)
+            if (self.reward_weight, self.reward_discount, self.reward_objective) != (DEFAULT_WEIGHT, DEFAULT_DISCOUNT, "sqn"):
+                warnings.warn(
+                    "reward_weight, reward_discount, reward_objective: set but --reward is not, so they are not used",
+                    UserWarning, stacklevel=4,
+                )
             return
         try:
             RewardRules.parse(self.reward)
         except RewardSyntaxError as error:
             raise ConfigError(str(error)) from None
+        if self.reward_objective not in REWARD_OBJECTIVES:
+            raise ConfigError(f"reward_objective: expected one of {', '.join(REWARD_OBJECTIVES)}, got {self.reward_objective!r}")
+        if self.reward_objective == "reward-weighted" and (self.reward_weight, self.reward_discount) != (DEFAULT_WEIGHT, DEFAULT_DISCOUNT):
+            warnings.warn(
+                "reward_weight, reward_discount: they shape SQN's TD loss, which --reward_objective reward-weighted does not have",
+                UserWarning, stacklevel=4,
+            )
         if not (self.reward_weight > 0 and math.isfinite(self.reward_weight)):
             raise ConfigError(f"reward_weight: expected a positive weight, got {self.reward_weight}")
         if not 0.0 <= self.reward_discount < 1.0:

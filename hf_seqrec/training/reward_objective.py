@@ -1,7 +1,9 @@
 """What a training run needs for the reward-aware objective (``--reward``).
 
-The objective itself is the model's (``hf_seqrec.modeling.q_learning``); here the run's options become
-the model's ``q_head`` settings and the collator's reward function, and rated data is required. The
+The objective itself is the model's: SQN's Q-learning head (``hf_seqrec.modeling.q_learning``), or with
+``--reward_objective reward-weighted`` the cross-entropy of each position weighted by its target's reward
+(``label_weights`` of ``SeqRecForNextItem.forward``). Here the run's options become the model's ``q_head``
+settings and the collator's reward function and batch key, and rated data is required. The
 test targets' ratings in ``test_ranks.json`` and the liked / disliked metrics of ``metrics.json`` are
 ``hf_seqrec.evaluation.final_test``'s, shared with ``scripts/evaluate_checkpoint.py``.
 """
@@ -17,7 +19,7 @@ from .config import ConfigError, FinetuneConfig
 
 def q_head_settings(config: FinetuneConfig) -> dict[str, Any] | None:
     """``SeqRecConfig.q_head`` for the run: its discount and weight, a unit-length state, and the reward rules for the record; None without ``--reward``."""
-    if config.reward is None:
+    if config.reward is None or config.reward_objective != "sqn":
         return None
     return {"discount": config.reward_discount, "weight": config.reward_weight, "normalized": True, "reward": config.reward}
 
@@ -25,6 +27,11 @@ def q_head_settings(config: FinetuneConfig) -> dict[str, Any] | None:
 def reward_function(config: FinetuneConfig) -> RewardRules | None:
     """The collator's function from a target's rating to its reward; None without ``--reward``."""
     return None if config.reward is None else RewardRules.parse(config.reward)
+
+
+def reward_batch_key(config: FinetuneConfig) -> str:
+    """Where the collator puts the rewards: ``rewards`` (SQN's TD targets) or ``label_weights`` (the weighted cross-entropy)."""
+    return "label_weights" if config.reward_objective == "reward-weighted" else "rewards"
 
 
 def check_rated_data(config: FinetuneConfig, prepared: PreparedData) -> None:

@@ -47,7 +47,7 @@ from .distillation import distillation_term, load_teacher
 from .export import export_final_checkpoint
 from .popularity import fit_popularity
 from .results import final_evaluation, run_results, summary_line, training_record, write_test_ranks
-from .reward_objective import q_head_settings, reward_function
+from .reward_objective import q_head_settings, reward_batch_key, reward_function
 from .run_data import evaluation_loader, prepare_run
 from .output_dir import (
     BEST_MODEL_DIR,
@@ -265,7 +265,7 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     output_dir = check_output_dir(config)
     accelerator = _make_accelerator(config, output_dir)
     prepared = prepare_run(config, output_dir, accelerator)
-    collator = NextItemCollator(max_len=config.max_len, reward=reward_function(config))
+    collator = NextItemCollator(max_len=config.max_len, reward=reward_function(config), reward_key=reward_batch_key(config))
     train_loader = training_loader(build_training_windows(prepared.splits["train"], config), config, collator)
     validation_loader = evaluation_loader(prepared.splits["validation"], config, collator)
     test_loader = evaluation_loader(prepared.splits["test"], config, collator)
