@@ -113,6 +113,9 @@ def test_reward_options_are_checked():
         SeqRecConfig(num_items=5, q_head={"discount": 1.5, "weight": 1.0})
     with pytest.raises(ConfigError, match="reward_objective: expected one of sqn, reward-weighted, got 'reinforce'"):
         FinetuneConfig(backbone="sasrec", reward=REWARD, reward_objective="reinforce")
+    with pytest.raises(ConfigError, match=r"^reward: .*non-negative.*'rating<=2:-1,else:1' gives -1, 1"):
+        FinetuneConfig(backbone="sasrec", reward="rating<=2:-1,else:1", reward_objective="reward-weighted")
+    FinetuneConfig(backbone="sasrec", reward="rating<=2:-1,else:1")  # SQN takes negative rewards
     with pytest.warns(UserWarning, match="reward_weight, reward_discount: they shape SQN's TD loss"):
         FinetuneConfig(backbone="sasrec", reward=REWARD, reward_objective="reward-weighted", reward_weight=0.1)
 

@@ -393,11 +393,18 @@ class RunArguments:
                 )
             return
         try:
-            RewardRules.parse(self.reward)
+            rules = RewardRules.parse(self.reward)
         except RewardSyntaxError as error:
             raise ConfigError(str(error)) from None
         if self.reward_objective not in REWARD_OBJECTIVES:
             raise ConfigError(f"reward_objective: expected one of {', '.join(REWARD_OBJECTIVES)}, got {self.reward_objective!r}")
+        values = [rule.value for rule in rules.rules] + [rules.otherwise]
+        if self.reward_objective == "reward-weighted" and (min(values) < 0 or max(values) == 0):
+            # A negative weight rewards a higher cross-entropy: the loss would fall without bound.
+            raise ConfigError(
+                f"reward: --reward_objective reward-weighted weighs the cross-entropy by the reward, so the rewards must be "
+                f"non-negative and not all 0; {self.reward!r} gives {', '.join(f'{v:g}' for v in values)}"
+            )
         if self.reward_objective == "reward-weighted" and (self.reward_weight, self.reward_discount) != (DEFAULT_WEIGHT, DEFAULT_DISCOUNT):
             warnings.warn(
                 "reward_weight, reward_discount: they shape SQN's TD loss, which --reward_objective reward-weighted does not have",
