@@ -43,6 +43,8 @@ with and without centred deltas, SASRec and the let-it-go SASRec; the other desi
   of an item of unknown popularity), so the model learns to rank items from their text alone;
 - ``smollm2-lora-let-it-go-minilm-centred-iddrop``: centred deltas and a lighter ID dropout (0.1)
   together: a point between the centred design (little warm cost) and the 0.3 dropout (more cold hits);
+- ``smollm2-lora-let-it-go-minilm-centred-iddrop0.3``: centred deltas with the 0.3 ID dropout, beside
+  the uncentred 0.3 row: what centring does at the same dropout;
 - ``sasrec-let-it-go``: SASRec with the same MiniLM let-it-go item vectors (the map takes 384 to 64),
   the paper's own setting.
 
@@ -118,6 +120,13 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
             "item_text_center_deltas": True, "item_id_dropout": 0.1,
         },
     ),
+    "smollm2-lora-let-it-go-minilm-centred-iddrop0.3": (
+        "configs/cpu.yaml",
+        {
+            **LM_TABLE, **TOWER, "item_text_design": "let-it-go", "item_text_encoder": MINILM,
+            "item_text_center_deltas": True, "item_id_dropout": 0.3,
+        },
+    ),
     "sasrec-let-it-go": ("configs/sasrec.yaml", {**TOWER, "item_text_design": "let-it-go", "item_text_encoder": MINILM}),
 }
 TEXT_MODEL, ID_MODEL = "smollm2-lora-text", "smollm2-lora"
@@ -135,6 +144,7 @@ TARGET_PAIRS = (
     ("smollm2-lora-let-it-go-minilm-centred", ID_MODEL),
     ("smollm2-lora-let-it-go-minilm-iddrop", ID_MODEL),
     ("smollm2-lora-let-it-go-minilm-centred-iddrop", ID_MODEL),
+    ("smollm2-lora-let-it-go-minilm-centred-iddrop0.3", ID_MODEL),
     ("sasrec-let-it-go", "sasrec"),
 )
 # What the default run measures: the LM without a tower, the let-it-go design on MiniLM with and without
