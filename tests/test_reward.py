@@ -333,7 +333,9 @@ def test_short_run_trains_the_q_head_and_reports_by_rating(reward_run, rated):
     assert by_rating["n_test_users_liked"] == len(liked)
     assert by_rating["test_liked"]["hr@10"] == pytest.approx(np.mean(np.asarray(liked) <= 10))
     assert len(by_rating["disliked_hr@10_interval"]) == 2
-    assert "By the rating of the test target" in (reward_run / "README.md").read_text()  # the model card shows it
+    card = (reward_run / "README.md").read_text()
+    assert "By the rating of the test target" in card  # the model card shows it, and the objective it was trained with
+    assert f"objective: the cross-entropy plus SQN's TD loss (a Q-learning head on the same encoder; rewards `{REWARD}`" in card
 
 
 def test_reward_weighted_run_trains_without_a_head_and_reports_by_rating(rated_csv, tmp_path):
@@ -349,6 +351,7 @@ def test_reward_weighted_run_trains_without_a_head_and_reports_by_rating(rated_c
     recorded = yaml.safe_load((output / "training_config.yaml").read_text())
     assert (recorded["reward"], recorded["reward_objective"]) == (REWARD, "reward-weighted")
     assert "test_liked" in json.loads((output / "metrics.json").read_text())["test_by_rating"]
+    assert "objective: the cross-entropy of each position weighted by its target's reward" in (output / "README.md").read_text()
     recommend = pipeline("next-item", model=str(output))
     assert len(recommend({"history": ["3", "17"]}, top_k=5)) == 5
 

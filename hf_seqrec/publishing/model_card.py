@@ -111,7 +111,7 @@ def render_model_card(
         "data_section": _data_section(metrics, training_config, dataset_name),
         "protocol_section": _protocol_section(protocol, training_config.get("bootstrap_samples")),
         "results_section": _results_section(metrics),
-        "training_section": _training_section(metrics, has_curve),
+        "training_section": _training_section(metrics, has_curve, training_config),
         "training_config": yaml.safe_dump(training_config, sort_keys=False).strip(),
         "example_explanation": _explanation_example(example_explanation),
     }
@@ -401,9 +401,24 @@ def _cold_start_section(cold_start: dict) -> str:
     return "\n".join(lines)
 
 
-def _training_section(metrics: dict, has_curve: bool) -> str:
+def _objective_line(training_config: dict) -> str | None:
+    """What the loss was, when it was more than the next item's cross-entropy: the reward-aware objectives."""
+    reward = training_config.get("reward")
+    if not reward:
+        return None
+    if training_config.get("reward_objective") == "reward-weighted":
+        return f"- objective: the cross-entropy of each position weighted by its target's reward (`{reward}`); no Q head"
+    return (
+        f"- objective: the cross-entropy plus SQN's TD loss (a Q-learning head on the same encoder; rewards `{reward}`, "
+        f"weight {training_config.get('reward_weight')}, discount {training_config.get('reward_discount')}); "
+        "recommendations come from the next-item head"
+    )
+
+
+def _training_section(metrics: dict, has_curve: bool, training_config: dict | None = None) -> str:
     training = metrics.get("training") or {}
-    lines = []
+    objective = _objective_line(training_config or {})
+    lines = [objective] if objective else []
     facts = [
         ("best epoch (by validation NDCG@10)", training.get("best_epoch")),
         ("epochs run", training.get("epochs_run")),
