@@ -111,7 +111,8 @@ def machine_summary() -> str:
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores"
-    return f"{platform.machine()} {device}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{platform.machine()} {device}; torch {torch.__version__}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def machine(*packages: str) -> dict[str, Any]:

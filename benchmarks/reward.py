@@ -460,7 +460,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     if summary["missing"]:
         lines += ["## Missing runs", ""]
         lines += [f"- `{m['model']}` / `{m['objective']}`: seeds {', '.join(map(str, m['seeds']))} not run yet" for m in summary["missing"]]
-        lines += ["", "Run them with `python benchmarks/reward.py --models MODEL --seeds SEEDS`.", ""]
+        lines += ["", "Run them with `python benchmarks/reward.py --models MODEL --objectives OBJECTIVE --seeds SEEDS`.", ""]
     lines += [
         "## Runs",
         "",
