@@ -31,8 +31,8 @@ Choices, and why:
   pretrained LM (MovieLens-100K, SmolLM2, 576-wide states of length ~40): with Adam every entry of
   ``W`` moves by about the learning rate per step whatever its gradient, so one step moved ``Q`` by
   about ``lr * |h|_1 * |e|_1``, ~10 at lr 1e-3; the bootstrapped targets chased it to ~100 where the
-  rewards bound it by 2, and the squared TD error's gradient, ~100 times the cross-entropy's, took the
-  whole clipped gradient norm (NDCG@10 down 60%). The three changes bound, in turn, the state's scale,
+  rewards bound it by 2, and the squared TD error, unbounded, grew with them (training loss ~3,000
+  against ~7 for the cross-entropy; NDCG@10 down 60%). The three changes bound, in turn, the state's scale,
   the effect of the width on a step, and the TD term's share of the gradient. A config without the
   key (checkpoints from before it) keeps the raw head, so they load as saved.
 
