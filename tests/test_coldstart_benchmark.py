@@ -113,3 +113,53 @@ def test_a_finished_run_is_reused_only_when_made_on_the_rows_configuration(tmp_p
     (one_epoch / "training_config.yaml").write_text(yaml.safe_dump({"seed": 0, "num_epochs": 1}))
     assert coldstart.finished_run_matches(coldstart.model_command("sasrec-let-it-go", 0, current), current)
     assert not coldstart.finished_run_matches(coldstart.model_command("sasrec-let-it-go", 0, one_epoch), one_epoch)
+
+
+def test_a_text_model_is_compared_with_its_counterpart_on_the_seeds_both_have(tmp_path):
+    """Each seed holds out its own items: a mean over other seeds would compare other catalogues."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    for seed, shift in ((0, 0.05), (1, 0.05), (3, 0.0)):  # the no-tower model's seeds 0 and 1 score far higher
+        _finished_run(runs / f"smollm2-lora-seed{seed}", seed, shift, validation=True)
+    _finished_run(runs / "smollm2-lora-let-it-go-minilm-seed3", 3, 0.0, validation=True)
+    common = ["--runs_dir", str(runs), "--results_dir", str(results), "--reuse_finished"]
+    assert coldstart.main(["--models", "smollm2-lora", "--seeds", "0,1,3", *common]) == 0
+    assert coldstart.main(["--models", "smollm2-lora-let-it-go-minilm", "--seeds", "3", *common]) == 0
+    saved = json.loads((results / "coldstart.json").read_text())
+    target = next(t for t in saved["summary"]["targets"] if t["text_model"] == "smollm2-lora-let-it-go-minilm")
+    assert target["paired_seeds"] == [3] and target["warm_ndcg@10_change_vs_id_only"] == pytest.approx(0.0)
+    assert "(the seeds both have: 3;" in (results / "coldstart.md").read_text()
+
+
+def test_the_boosted_row_rescores_the_unboosted_run_instead_of_training(tmp_path, monkeypatch):
+    """The boost is chosen after training, so the row is the same seed's finished run of the model without it, re-scored."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    model, base = "smollm2-lora-let-it-go-minilm-centred-iddrop-boost", "smollm2-lora-let-it-go-minilm-centred-iddrop"
+    _finished_run(runs / f"{base}-seed3", 3, 0.0, validation=True)
+    commands = []
+
+    def rescore(command, log_path, label):  # what scripts/evaluate_checkpoint.py writes with --output
+        commands.append(command)
+        output = Path(command[command.index("--output") + 1])
+        output.parent.mkdir(parents=True, exist_ok=True)
+        sweep = [
+            {"boost": boost, "cold_hr@10": 0.03 + boost / 10, "cold_ndcg@10": 0.01, "warm_hr@10": 0.2 - boost / 10, "warm_ndcg@10": 0.1}
+            for boost in (0.0, 0.05, 0.1)
+        ]
+        choice = {"chosen": 0.1, "sweep": sweep, "n_validation_users_cold": 81, "n_validation_users_warm": 862}
+        cold_start = {"test_cold": {"hr@10": 0.07, "ndcg@10": 0.03, "mrr": 0.02}, "test_warm": {"hr@10": 0.15, "ndcg@10": 0.08, "mrr": 0.07}}
+        output.write_text(json.dumps({"test": {"ndcg@10": 0.075, "hr@10": 0.14}, "cold_start": cold_start, "new_item_boost": choice}))
+        return 1.0
+
+    monkeypatch.setattr(coldstart, "run_logged", rescore)
+    monkeypatch.setattr(coldstart, "run_model", lambda *args: pytest.fail("the boosted row trained a model"))
+    assert coldstart.main(["--models", model, "--seeds", "3", "--runs_dir", str(runs), "--results_dir", str(results)]) == 0
+    (command,) = commands
+    assert command[1].endswith("scripts/evaluate_checkpoint.py") and command[command.index("--model") + 1] == str(runs / f"{base}-seed3")
+    assert command[command.index("--new_item_boost_max_warm_loss") + 1] == str(coldstart.BOOST_MAX_WARM_LOSS)
+    (row,) = json.loads((results / "coldstart.json").read_text())["rows"]
+    assert (row["cold_hr@10"], row["warm_ndcg@10"], row["new_item_boost"]) == (0.07, 0.08, 0.1)
+    assert row["val_cold_hr@10"] == pytest.approx(0.04) and row["n_val_cold_users"] == 81  # the sweep at the chosen boost
+    assert row["epochs_run"] == 6 and "evaluate_checkpoint.py" in row["command"] and "finetune.py" in row["command"]
+    report = (results / "coldstart.md").read_text()
+    assert report.count(f"**{model}: cold HR@10 / warm HR@10") == 1  # compared with two models, one share line
+    assert coldstart.MODEL_SEEDS[model] == (3, 4, 5)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
@@ -23,6 +25,7 @@ from ..modeling import SeqRecForNextItem
 from ..training.config import FinetuneConfig, LiteralHelpFormatter, resolve_mixed_precision
 from ..evaluation.cold_warm_metrics import cold_start_summary
 from ..evaluation.evaluator import evaluate_split
+from ..evaluation.new_item_boost import boost_summary, choose_new_item_boost
 from ..evaluation.final_test import write_ranks_file
 from ..evaluation.ranking import evaluation_protocol, user_counts
 from ..evaluation.ratings import rating_summary
@@ -49,6 +52,16 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         "--mixed_precision", choices=("auto", "no", "bf16", "fp16"), default=None,
         help="autocast precision to score under (default: the run's own, from the training_config.yaml next to the checkpoint; fp32 without one)",
     )
+    boost = parser.add_mutually_exclusive_group()
+    boost.add_argument(
+        "--new_item_boost", type=float, default=None,
+        help="score with this new_item_boost instead of the checkpoint's (text-tower models: added to every item without a trained ID)",
+    )
+    boost.add_argument(
+        "--new_item_boost_max_warm_loss", type=float, default=None, metavar="SHARE",
+        help="choose new_item_boost first, on the validation split of the run's cold-start hold-out: the largest boost "
+        "(0 to 2, steps of 0.05) whose warm NDCG@10 loses at most SHARE (e.g. 0.05); the choice goes into --output",
+    )
     args = parser.parse_args(argv)
     if args.ranks_output and args.split != "test":
         parser.error("--ranks_output writes test ranks: it needs --split test")
@@ -72,12 +85,17 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             source=str(config.dataset), expected=f"the {len(model.item_catalog)} items of {args.model}",
             found=f"{len(prepared.catalog)} items",
         )
-    split = prepared.splits[args.split]
-    if args.max_users is not None:
-        split = split.select(range(min(args.max_users, len(split))))
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(_run_precision(args.mixed_precision, default_config)))
-    loader = accelerator.prepare(DataLoader(split, batch_size=args.batch_size, collate_fn=NextItemCollator(model.config.max_len)))
+
+    def loader_for(split_name: str) -> DataLoader:
+        split = prepared.splits[split_name]
+        if args.max_users is not None:
+            split = split.select(range(min(args.max_users, len(split))))
+        return accelerator.prepare(DataLoader(split, batch_size=args.batch_size, collate_fn=NextItemCollator(model.config.max_len)))
+
+    loader = loader_for(args.split)
     model = model.to(accelerator.device)
+    boost_choice = _set_new_item_boost(model, args, config, prepared, loader_for, accelerator, parser.error)
     # The model is not wrapped by accelerate: score it under the autocast explicitly, as the trainer's final test does.
     with accelerator.autocast():
         evaluation = evaluate_split(
@@ -96,6 +114,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         "protocol": protocol, args.split: metrics, **user_counts(prepared.report, metrics["n_users"]),
         "n_items": len(prepared.catalog), "model": str(args.model),
     }
+    if boost_choice is not None:
+        payload["new_item_boost"] = boost_choice
     if evaluation.cold_start is not None:  # the run held items out of training: its cold and warm test targets
         payload["cold_start"] = evaluation.cold_start
         accelerator.print(cold_start_summary(evaluation.cold_start))
@@ -108,6 +128,39 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         write_ranks_file(args.ranks_output, prepared, evaluation.ranks, metrics, args.max_users)
     accelerator.print(json.dumps({args.split: {k: metrics[k] for k in ("ndcg@10", "hr@10", "mrr")}}))
     return 0
+
+
+def _set_new_item_boost(
+    model: SeqRecForNextItem, args: argparse.Namespace, config: FinetuneConfig, prepared: Any,
+    loader_for: Callable[[str], DataLoader], accelerator: Accelerator, fail: Callable[[str], Any],
+) -> dict[str, Any] | None:
+    """Apply ``--new_item_boost``, or choose the boost on the validation split with ``--new_item_boost_max_warm_loss``.
+
+    Returns the choice (with its sweep) when one was made, for the output file; a checkpoint or run the option
+    cannot apply to goes to ``fail`` (the parser's error: a usage message and exit status 2).
+    """
+    if args.new_item_boost is None and args.new_item_boost_max_warm_loss is None:
+        return None
+    if not model.config.item_text_tower:
+        fail(f"{args.model} has no item text tower: a new-item boost applies to items scored from their text (--item_text_tower)")
+    if args.new_item_boost is not None:
+        model.config.new_item_boost = args.new_item_boost
+        return None
+    if not config.cold_start_fraction:
+        fail(
+            f"--new_item_boost_max_warm_loss chooses on validation targets held out of training, but {args.model}'s run "
+            "held none out: choose on a run made with --cold_start_fraction"
+        )
+    targets = prepared.splits["validation"]["target"]
+    if args.max_users is not None:
+        targets = targets[: args.max_users]
+    with accelerator.autocast():
+        choice = choose_new_item_boost(
+            model, loader_for("validation"), targets, prepared.cold_items, args.new_item_boost_max_warm_loss, accelerator=accelerator
+        )
+    model.config.new_item_boost = choice["chosen"]
+    accelerator.print(boost_summary(choice))
+    return choice
 
 
 def _run_precision(requested: str | None, run_config: Path) -> str:

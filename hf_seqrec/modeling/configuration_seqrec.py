@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -133,6 +134,14 @@ class ModelOptions:
             "predicted from their text (trained through ID dropout)"
         },
     )
+    new_item_boost: float = field(
+        default=0.0,
+        metadata={
+            "help": "with item_text_tower: added to the score of every item without a trained ID (never seen in training, "
+            "or added with add_items) when recommending, so new items reach the top K more often at some cost to the "
+            "trained ones (0: none; training itself is unchanged)"
+        },
+    )
     item_text_encoder: str = field(
         default="token-embeddings",
         metadata={
@@ -217,6 +226,10 @@ def check_model_options(options: ModelOptions) -> None:
         raise ValueError(f"item_semantic_variance: expected a share in (0, 1), got {options.item_semantic_variance}")
     if options.item_text_popularity and not (options.item_text_tower and options.item_score_bias):
         raise ValueError("item_text_popularity: needs item_text_tower and item_score_bias (it predicts the score offset from text)")
+    if options.new_item_boost and not options.item_text_tower:
+        raise ValueError("new_item_boost: applies only with item_text_tower (without it no item lacks a trained ID)")
+    if not math.isfinite(options.new_item_boost):
+        raise ValueError(f"new_item_boost: expected a finite number, got {options.new_item_boost}")
     if options.item_text_design != "projection" and not options.item_text_tower:
         raise ValueError(f"item_text_design: {options.item_text_design!r} applies only with item_text_tower")
     if options.item_id_dropout and not options.item_text_tower:
@@ -339,6 +352,12 @@ class SeqRecConfig(PretrainedConfig):
             With `item_text_tower` and `item_score_bias`: an item without an ID embedding (cold, added
             later, or with its ID dropped in a training step) takes a score offset predicted from its
             text by a trained linear map, instead of the offset of an item of unknown popularity.
+        new_item_boost (`float`, defaults to 0.0):
+            With `item_text_tower`: a number added, when recommending (not in training), to the score of every
+            item without a trained ID embedding: held out of training, listed without interactions, or added
+            with `add_items`. Such an item is scored from its text alone and ranks below trained items of the
+            same appeal; the boost trades trained items' accuracy for new items' reach. A fine-tuning run can
+            choose it on its cold-start validation split (`new_item_boost_max_warm_loss`).
         item_text_encoder (`str`, defaults to `"token-embeddings"`):
             How an item's text becomes a vector: `"token-embeddings"` (the mean of the backbone's input
             token embeddings of the text), `"mean-pooled"` or `"last-token"` (the frozen pretrained

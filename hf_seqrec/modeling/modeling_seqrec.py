@@ -401,6 +401,20 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
             offsets = self.item_table.score_bias()
         return _fp32_scores(hidden_states, self.item_table.output_vectors(table), offsets, self.item_table.score_scale())
 
+    def new_item_offsets(self, offsets: torch.Tensor | None) -> torch.Tensor | None:
+        """`offsets` with `config.new_item_boost` added for every item without a trained ID, when recommending.
+
+        Such an item (held out of training, or added with `add_items`) is scored from its text alone and
+        lacks what training adds to a trained item's vector, so it ranks below trained items that suit a
+        user as well. The boost is an inference-time choice: in training mode, and with no boost, the
+        offsets are returned as they are, so the loss never sees it.
+        """
+        boost = float(getattr(self.config, "new_item_boost", 0.0) or 0.0)  # configs saved before the option have none
+        if not boost or self.training or not self.item_table.text_tower:
+            return offsets
+        without_id = (1.0 - self.item_table.has_id_embedding.float()) * boost
+        return without_id if offsets is None else offsets.float() + without_id
+
     def _summed_cross_entropy(
         self,
         hidden: torch.Tensor,
@@ -511,7 +525,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         if return_logits if return_logits is not None else labels is None:
             last_position = attention_mask.sum(dim=1).clamp(min=1) - 1
             last_hidden = hidden[torch.arange(hidden.size(0), device=hidden.device), last_position]
-            logits = self.score(last_hidden, table, offsets).float()
+            logits = self.score(last_hidden, table, self.new_item_offsets(offsets)).float()
         return NextItemOutput(loss=loss, logits=logits, last_hidden_state=hidden, kl=kl)
 
     # ----------------------------------------------------------------------------- saving

@@ -353,7 +353,7 @@ def _results_section(metrics: dict) -> str:
     text = "\n".join(rows) + "\n\n" + " ".join(n for n in notes if n)
     cold_start = metrics.get("cold_start")
     if cold_start:
-        text += "\n\n" + _cold_start_section(cold_start)
+        text += "\n\n" + _cold_start_section(cold_start, metrics.get("new_item_boost"))
     by_rating = metrics.get("test_by_rating")
     if by_rating:
         text += "\n\n" + _rating_section(by_rating)
@@ -381,8 +381,8 @@ def _rating_section(by_rating: dict) -> str:
     return "\n".join(lines)
 
 
-def _cold_start_section(cold_start: dict) -> str:
-    """Cold and warm test targets side by side (the cold-start protocol, when the run used it)."""
+def _cold_start_section(cold_start: dict, boost_choice: dict | None = None) -> str:
+    """Cold and warm test targets side by side (the cold-start protocol, when the run used it), and the new-item boost chosen."""
     lines = [
         "### Cold-start evaluation",
         "",
@@ -398,6 +398,16 @@ def _cold_start_section(cold_start: dict) -> str:
             f"| {name} | {cold_start.get(f'n_test_users_{name}')} | {_fmt(metrics.get('hr@10'))} | "
             f"{_fmt(metrics.get('ndcg@10'))} | {_fmt(metrics.get('mrr'))} |"
         )
+    if boost_choice:
+        by_boost = {point["boost"]: point for point in boost_choice.get("sweep", [])}
+        base, chosen = by_boost.get(0.0, {}), by_boost.get(boost_choice.get("chosen"), {})
+        lines += [
+            "",
+            f"Scored with `new_item_boost` {boost_choice.get('chosen')} (saved in config.json): added to the score of every item "
+            f"without a trained ID, chosen on the validation split as {boost_choice.get('rule', 'the largest boost within the warm loss')}. "
+            f"On validation it moved cold HR@10 from {_fmt(base.get('cold_hr@10'))} to {_fmt(chosen.get('cold_hr@10'))} and warm "
+            f"NDCG@10 from {_fmt(base.get('warm_ndcg@10'))} to {_fmt(chosen.get('warm_ndcg@10'))}.",
+        ]
     return "\n".join(lines)
 
 

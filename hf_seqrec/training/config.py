@@ -283,6 +283,14 @@ class RunArguments:
             "metrics separately (0 = off)"
         },
     )
+    new_item_boost_max_warm_loss: float | None = field(
+        default=None,
+        metadata={
+            "help": "with cold_start_fraction and item_text_tower: after training, set new_item_boost to the largest "
+            "value from 0 to 2 (steps of 0.05) whose validation NDCG@10 on warm targets loses at most this share "
+            "against no boost (e.g. 0.05); the checkpoint keeps it and the test split is scored with it"
+        },
+    )
     eval_max_users: int | None = field(
         default=None, metadata={"help": "evaluate on the first N users only (quick runs; metrics files say so)"}
     )
@@ -368,6 +376,8 @@ class RunArguments:
             raise ConfigError("push_to_hub: --hub_model_id is required to push")
         if not 0.0 <= self.cold_start_fraction < 1.0:
             raise ConfigError(f"cold_start_fraction: expected a value in [0, 1), got {self.cold_start_fraction}")
+        if self.new_item_boost_max_warm_loss is not None and not 0.0 <= self.new_item_boost_max_warm_loss < 1.0:
+            raise ConfigError(f"new_item_boost_max_warm_loss: expected a share in [0, 1), got {self.new_item_boost_max_warm_loss}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ConfigError(f"distill_weight: expected a weight in [0, 1], got {self.distill_weight}")
         if not self.distill_temperature > 0:
@@ -433,6 +443,19 @@ class FinetuneConfig(RunArguments, ModelArguments, DataConfig):
         ModelArguments.__post_init__(self)
         RunArguments.__post_init__(self)
         self._check_reward_data()
+        self._check_new_item_boost_options()
+
+    def _check_new_item_boost_options(self) -> None:
+        """Choosing the boost needs cold validation targets to choose on and a model that scores items from text."""
+        if self.new_item_boost_max_warm_loss is None:
+            return
+        if not self.cold_start_fraction:
+            raise ConfigError(
+                "new_item_boost_max_warm_loss: the boost is chosen on validation targets held out of training; "
+                "set --cold_start_fraction (e.g. 0.1)"
+            )
+        if not self.item_text_tower:
+            raise ConfigError("new_item_boost_max_warm_loss: needs --item_text_tower (only a text tower scores items without a trained ID)")
 
     def _check_reward_data(self) -> None:
         """``--reward`` needs a model to hold the Q-learning head and a rating on every interaction."""

@@ -37,6 +37,7 @@ from ..data.collator import IGNORE_INDEX, NextItemCollator, VaryingTrainingWindo
 from ..data.prepare import PreparedData
 from ..data.sampling import LengthGroupedSampler
 from ..evaluation.evaluator import rank_targets
+from ..evaluation.new_item_boost import boost_summary, choose_new_item_boost
 from ..evaluation.ranking import full_ranking_metrics
 from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
 from ..modeling import SeqRecForNextItem
@@ -334,12 +335,18 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     progress.close()
 
     best = _load_best_model(accelerator, output_dir)
+    boost_choice = None
     # The reloaded best model is not wrapped by accelerate: score it under the run's own precision.
     with accelerator.autocast():
+        if config.new_item_boost_max_warm_loss is not None:
+            boost_choice = _choose_new_item_boost(best, validation_loader, prepared, config, accelerator)
+            best_validation_ranks = None  # the saved model is the boosted one: its validation split is scored again
         validation, test = final_evaluation(best, validation_loader, test_loader, prepared, config, accelerator, best_validation_ranks)
     results = run_results(
         config, prepared, validation, test, _training_record(state, config, accelerator.num_processes), show=accelerator.print
     )
+    if boost_choice is not None:
+        results["new_item_boost"] = boost_choice
     if accelerator.is_main_process:
         # Every process holds all ranks (gather_for_metrics); the main one writes them, next to metrics.json.
         write_test_ranks(output_dir, prepared, config, test)
@@ -457,6 +464,21 @@ def _stops_early(state: TrainerState, config: FinetuneConfig, accelerator: Accel
             say(f"Early stopping: no better validation NDCG@10 for {config.early_stopping_patience} epochs")
         return True
     return False
+
+
+def _choose_new_item_boost(
+    model: SeqRecForNextItem, validation_loader: DataLoader, prepared: PreparedData, config: FinetuneConfig, accelerator: Accelerator
+) -> dict[str, Any]:
+    """Set the best model's ``new_item_boost`` from its cold-start validation split; returns the choice and its sweep."""
+    targets = prepared.splits["validation"]["target"]
+    if config.eval_max_users is not None:
+        targets = targets[: config.eval_max_users]
+    choice = choose_new_item_boost(
+        model, validation_loader, targets, prepared.cold_items, config.new_item_boost_max_warm_loss, accelerator=accelerator
+    )
+    model.config.new_item_boost = choice["chosen"]
+    accelerator.print(boost_summary(choice))
+    return choice
 
 
 def _load_best_model(accelerator: Accelerator, output_dir: Path) -> SeqRecForNextItem:
