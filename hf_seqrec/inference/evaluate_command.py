@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ranks_output and args.split != "test":
         parser.error("--ranks_output writes test ranks: it needs --split test")
+    if args.new_item_boost is not None and not math.isfinite(args.new_item_boost):
+        parser.error(f"--new_item_boost: expected a finite number, got {args.new_item_boost}")
+    if args.new_item_boost_max_warm_loss is not None and not 0.0 <= args.new_item_boost_max_warm_loss < 1.0:
+        parser.error(f"--new_item_boost_max_warm_loss: expected a share in [0, 1), got {args.new_item_boost_max_warm_loss}")
 
     directory = checkpoint_dir(args.model)  # a one-line error for a path or Hub id without a checkpoint
     model = SeqRecForNextItem.from_pretrained(directory)
@@ -136,7 +141,7 @@ def _set_new_item_boost(
 ) -> dict[str, Any] | None:
     """Apply ``--new_item_boost``, or choose the boost on the validation split with ``--new_item_boost_max_warm_loss``.
 
-    Returns the choice (with its sweep) when one was made, for the output file; a checkpoint or run the option
+    Returns what the output file records: the boost given, or the choice made with its sweep; a checkpoint or run the option
     cannot apply to goes to ``fail`` (the parser's error: a usage message and exit status 2).
     """
     if args.new_item_boost is None and args.new_item_boost_max_warm_loss is None:
@@ -145,7 +150,7 @@ def _set_new_item_boost(
         fail(f"{args.model} has no item text tower: a new-item boost applies to items scored from their text (--item_text_tower)")
     if args.new_item_boost is not None:
         model.config.new_item_boost = args.new_item_boost
-        return None
+        return {"chosen": args.new_item_boost, "rule": "given with --new_item_boost"}
     if not config.cold_start_fraction:
         fail(
             f"--new_item_boost_max_warm_loss chooses on validation targets held out of training, but {args.model}'s run "
@@ -154,6 +159,13 @@ def _set_new_item_boost(
     targets = prepared.splits["validation"]["target"]
     if args.max_users is not None:
         targets = targets[: args.max_users]
+    cold = set(prepared.cold_items)
+    n_cold = sum(int(target) in cold for target in targets)
+    if n_cold == 0 or n_cold == len(targets):
+        fail(
+            f"--new_item_boost_max_warm_loss needs validation targets both held out of training and not; the {len(targets)} "
+            f"users scored have {n_cold} held out" + (": score more users (--max_users)" if args.max_users is not None else "")
+        )
     with accelerator.autocast():
         choice = choose_new_item_boost(
             model, loader_for("validation"), targets, prepared.cold_items, args.new_item_boost_max_warm_loss, accelerator=accelerator

@@ -226,10 +226,11 @@ def check_model_options(options: ModelOptions) -> None:
         raise ValueError(f"item_semantic_variance: expected a share in (0, 1), got {options.item_semantic_variance}")
     if options.item_text_popularity and not (options.item_text_tower and options.item_score_bias):
         raise ValueError("item_text_popularity: needs item_text_tower and item_score_bias (it predicts the score offset from text)")
-    if options.new_item_boost and not options.item_text_tower:
+    boost = options.new_item_boost
+    if isinstance(boost, bool) or not isinstance(boost, (int, float)) or not math.isfinite(boost):
+        raise ValueError(f"new_item_boost: expected a finite number, got {boost!r}")
+    if boost and not options.item_text_tower:
         raise ValueError("new_item_boost: applies only with item_text_tower (without it no item lacks a trained ID)")
-    if not math.isfinite(options.new_item_boost):
-        raise ValueError(f"new_item_boost: expected a finite number, got {options.new_item_boost}")
     if options.item_text_design != "projection" and not options.item_text_tower:
         raise ValueError(f"item_text_design: {options.item_text_design!r} applies only with item_text_tower")
     if options.item_id_dropout and not options.item_text_tower:
