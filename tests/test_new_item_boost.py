@@ -20,6 +20,7 @@ from hf_seqrec.evaluation.evaluator import rank_targets
 from hf_seqrec.evaluation.new_item_boost import BOOST_GRID, boost_summary, boosted_ranks, choose_new_item_boost
 from hf_seqrec.evaluation.ranking import full_ranking_metrics
 from hf_seqrec.inference.evaluate_command import evaluate_main
+from hf_seqrec.training.finetune_command import finetune_main
 from hf_seqrec.modeling import SeqRecForNextItem
 from hf_seqrec.modeling.configuration_seqrec import SeqRecConfig
 from hf_seqrec.training.config import ConfigError, FinetuneConfig, config_from_args
@@ -299,3 +300,16 @@ def test_evaluate_checkpoint_refuses_a_boost_it_cannot_apply(boosted_run, moviel
         with pytest.raises(SystemExit) as exit_info:
             run_cli(evaluate_main, ["--model", str(boosted_run), *flags])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err, flags
+
+
+def test_a_run_that_cannot_choose_the_boost_stops_before_training(tmp_path, capsys):
+    """Three validation users hold no held-out target: the run says so at once instead of failing after its epochs."""
+    output_dir = tmp_path / "run"
+    status = run_cli(finetune_main, [
+        "--config", str(REPO / "configs" / "tiny.yaml"), "--max_steps", "2", "--eval_max_users", "3", "--report_to", "none",
+        "--cold_start_fraction", "0.1", "--item_text_tower", "--new_item_boost_max_warm_loss", "0.05", "--output_dir", str(output_dir),
+    ])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "new_item_boost_max_warm_loss: the 3 validation users scored have 0 targets held out of training" in error
+    assert not (output_dir / "checkpoints").exists() and not (output_dir / "metrics.json").exists()

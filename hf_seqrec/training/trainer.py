@@ -266,6 +266,8 @@ def train(config: FinetuneConfig) -> dict[str, Any]:
     output_dir = check_output_dir(config)
     accelerator = _make_accelerator(config, output_dir)
     prepared = prepare_run(config, output_dir, accelerator)
+    if config.new_item_boost_max_warm_loss is not None:
+        _check_boost_can_be_chosen(prepared, config)  # before training, not after it
     collator = NextItemCollator(max_len=config.max_len, reward=reward_function(config), reward_key=reward_batch_key(config))
     train_loader = training_loader(build_training_windows(prepared.splits["train"], config), config, collator)
     validation_loader = evaluation_loader(prepared.splits["validation"], config, collator)
@@ -466,15 +468,30 @@ def _stops_early(state: TrainerState, config: FinetuneConfig, accelerator: Accel
     return False
 
 
+def _validation_targets(prepared: PreparedData, config: FinetuneConfig) -> list[int]:
+    """The validation targets the run scores: the first ``eval_max_users`` users' with that option."""
+    targets = prepared.splits["validation"]["target"]
+    return targets if config.eval_max_users is None else targets[: config.eval_max_users]
+
+
+def _check_boost_can_be_chosen(prepared: PreparedData, config: FinetuneConfig) -> None:
+    """The boost is chosen by trading cold validation targets against warm ones: the run must score some of each."""
+    targets = _validation_targets(prepared, config)
+    cold = set(prepared.cold_items)
+    n_cold = sum(int(target) in cold for target in targets)
+    if n_cold == 0 or n_cold == len(targets):
+        raise ConfigError(
+            f"new_item_boost_max_warm_loss: the {len(targets)} validation users scored have {n_cold} targets held out of "
+            "training; choosing the boost needs some held-out and some not (raise --eval_max_users or --cold_start_fraction)"
+        )
+
+
 def _choose_new_item_boost(
     model: SeqRecForNextItem, validation_loader: DataLoader, prepared: PreparedData, config: FinetuneConfig, accelerator: Accelerator
 ) -> dict[str, Any]:
     """Set the best model's ``new_item_boost`` from its cold-start validation split; returns the choice and its sweep."""
-    targets = prepared.splits["validation"]["target"]
-    if config.eval_max_users is not None:
-        targets = targets[: config.eval_max_users]
     choice = choose_new_item_boost(
-        model, validation_loader, targets, prepared.cold_items, config.new_item_boost_max_warm_loss, accelerator=accelerator
+        model, validation_loader, _validation_targets(prepared, config), prepared.cold_items, config.new_item_boost_max_warm_loss, accelerator=accelerator
     )
     model.config.new_item_boost = choice["chosen"]
     accelerator.print(boost_summary(choice))
