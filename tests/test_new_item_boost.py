@@ -178,10 +178,10 @@ def test_choose_new_item_boost_takes_the_largest_boost_within_the_warm_loss(towe
 def test_choosing_a_boost_needs_cold_and_warm_targets_and_a_text_tower(tower_model, tiny_model, users):
     model, _ = tower_model
     warm_users = users.filter(lambda row: row["target"] < 20)
-    with pytest.raises(ValueError, match="got 0 cold of 40: train with --cold_start_fraction"):
+    with pytest.raises(ValueError, match="the 40 users scored have 0 held out"):
         choose_new_item_boost(model, loader(warm_users), warm_users["target"], COLD, 0.05)
     cold_users = users.filter(lambda row: row["target"] >= 20)
-    with pytest.raises(ValueError, match="got 20 cold of 20"):
+    with pytest.raises(ValueError, match="the 20 users scored have 20 held out"):
         choose_new_item_boost(model, loader(cold_users), cold_users["target"], COLD, 0.05)
     plain, _ = tiny_model
     with pytest.raises(ValueError, match="no item text tower"):
@@ -311,5 +311,6 @@ def test_a_run_that_cannot_choose_the_boost_stops_before_training(tmp_path, caps
     ])
     assert status == 2
     error = capsys.readouterr().err
-    assert "new_item_boost_max_warm_loss: the 3 validation users scored have 0 targets held out of training" in error
+    assert "new_item_boost_max_warm_loss: choosing new_item_boost needs validation targets both held out" in error
+    assert "the 3 users scored have 0 held out (raise --eval_max_users" in error
     assert not (output_dir / "checkpoints").exists() and not (output_dir / "metrics.json").exists()

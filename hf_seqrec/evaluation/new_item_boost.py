@@ -78,13 +78,10 @@ def choose_new_item_boost(
     boosts = sorted(float(boost) for boost in boosts)
     if not boosts or boosts[0] != 0.0:
         raise ValueError("the boosts tried must start at 0 (the unboosted model the warm loss is measured against)")
-    cold = {int(item) for item in cold_items}
-    is_cold = np.array([int(target) in cold for target in targets], dtype=bool)
-    if not is_cold.any() or is_cold.all():
-        raise ValueError(
-            f"choosing new_item_boost needs {split} targets both held out of training (cold) and not (warm); got "
-            f"{int(is_cold.sum())} cold of {len(is_cold)}: train with --cold_start_fraction (e.g. 0.1)"
-        )
+    is_cold = cold_targets(targets, cold_items)
+    problem = nothing_to_trade(is_cold, split)
+    if problem:
+        raise ValueError(problem)
     ranks = boosted_ranks(model, dataloader, boosts, accelerator)
     if ranks.shape[1] != len(is_cold):
         raise ValueError(f"the dataloader served {ranks.shape[1]} users for {len(is_cold)} targets")
@@ -108,6 +105,27 @@ def choose_new_item_boost(
         f"n_{split}_users_warm": int((~is_cold).sum()),
         "sweep": sweep,
     }
+
+
+def cold_targets(targets: Sequence[int], cold_items: Sequence[int]) -> np.ndarray:
+    """A bool per target: whether it is one of the items held out of training."""
+    cold = {int(item) for item in cold_items}
+    return np.array([int(target) in cold for target in targets], dtype=bool)
+
+
+def nothing_to_trade(is_cold: np.ndarray, split: str = "validation") -> str | None:
+    """Why no boost can be chosen on these targets (none held out of training, or all of them), or None.
+
+    The fine-tuning run asks before it trains, and scripts/evaluate_checkpoint.py before it scores, so a
+    run that cannot choose says so at once.
+    """
+    n_cold = int(is_cold.sum())
+    if 0 < n_cold < len(is_cold):
+        return None
+    return (
+        f"choosing new_item_boost needs {split} targets both held out of training (cold) and not (warm); the "
+        f"{len(is_cold)} users scored have {n_cold} held out"
+    )
 
 
 def boost_summary(choice: dict[str, Any]) -> str:

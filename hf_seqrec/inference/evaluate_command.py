@@ -26,7 +26,7 @@ from ..modeling import SeqRecForNextItem
 from ..training.config import FinetuneConfig, LiteralHelpFormatter, resolve_mixed_precision
 from ..evaluation.cold_warm_metrics import cold_start_summary
 from ..evaluation.evaluator import evaluate_split
-from ..evaluation.new_item_boost import boost_summary, choose_new_item_boost
+from ..evaluation.new_item_boost import boost_summary, choose_new_item_boost, cold_targets, nothing_to_trade
 from ..evaluation.final_test import write_ranks_file
 from ..evaluation.ranking import evaluation_protocol, user_counts
 from ..evaluation.ratings import rating_summary
@@ -159,13 +159,9 @@ def _set_new_item_boost(
     targets = prepared.splits["validation"]["target"]
     if args.max_users is not None:
         targets = targets[: args.max_users]
-    cold = set(prepared.cold_items)
-    n_cold = sum(int(target) in cold for target in targets)
-    if n_cold == 0 or n_cold == len(targets):
-        fail(
-            f"--new_item_boost_max_warm_loss needs validation targets both held out of training and not; the {len(targets)} "
-            f"users scored have {n_cold} held out" + (": score more users (--max_users)" if args.max_users is not None else "")
-        )
+    problem = nothing_to_trade(cold_targets(targets, prepared.cold_items))
+    if problem:
+        fail(f"--new_item_boost_max_warm_loss: {problem}" + (": score more users (--max_users)" if args.max_users is not None else ""))
     with accelerator.autocast():
         choice = choose_new_item_boost(
             model, loader_for("validation"), targets, prepared.cold_items, args.new_item_boost_max_warm_loss, accelerator=accelerator

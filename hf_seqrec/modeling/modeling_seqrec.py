@@ -409,7 +409,7 @@ class SeqRecForNextItem(SeqRecPreTrainedModel):
         user as well. The boost is an inference-time choice: in training mode, and with no boost, the
         offsets are returned as they are, so the loss never sees it.
         """
-        boost = float(getattr(self.config, "new_item_boost", 0.0) or 0.0)  # configs saved before the option have none
+        boost = self.config.new_item_boost  # 0 for a config saved before the option (SeqRecConfig fills in defaults)
         if not boost or self.training or not self.item_table.text_tower:
             return offsets
         without_id = (1.0 - self.item_table.has_id_embedding.float()) * boost

@@ -37,7 +37,7 @@ from ..data.collator import IGNORE_INDEX, NextItemCollator, VaryingTrainingWindo
 from ..data.prepare import PreparedData
 from ..data.sampling import LengthGroupedSampler
 from ..evaluation.evaluator import rank_targets
-from ..evaluation.new_item_boost import boost_summary, choose_new_item_boost
+from ..evaluation.new_item_boost import boost_summary, choose_new_item_boost, cold_targets, nothing_to_trade
 from ..evaluation.ranking import full_ranking_metrics
 from ..io_utils import atomic_directory, replace_directory, write_json_atomic, write_text_atomic
 from ..modeling import SeqRecForNextItem
@@ -476,14 +476,9 @@ def _validation_targets(prepared: PreparedData, config: FinetuneConfig) -> list[
 
 def _check_boost_can_be_chosen(prepared: PreparedData, config: FinetuneConfig) -> None:
     """The boost is chosen by trading cold validation targets against warm ones: the run must score some of each."""
-    targets = _validation_targets(prepared, config)
-    cold = set(prepared.cold_items)
-    n_cold = sum(int(target) in cold for target in targets)
-    if n_cold == 0 or n_cold == len(targets):
-        raise ConfigError(
-            f"new_item_boost_max_warm_loss: the {len(targets)} validation users scored have {n_cold} targets held out of "
-            "training; choosing the boost needs some held-out and some not (raise --eval_max_users or --cold_start_fraction)"
-        )
+    problem = nothing_to_trade(cold_targets(_validation_targets(prepared, config), prepared.cold_items))
+    if problem:
+        raise ConfigError(f"new_item_boost_max_warm_loss: {problem} (raise --eval_max_users or --cold_start_fraction)")
 
 
 def _choose_new_item_boost(
