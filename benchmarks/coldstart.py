@@ -271,16 +271,22 @@ def boost_command(model: str, seed: int, runs_dir: Path) -> list[str]:
     ]
 
 
-def boosted_row(model: str, seed: int, runs_dir: Path) -> dict[str, Any] | None:
-    """The boosted model's row from a finished run of the model it is made from, re-scored; None without such a run."""
+def boosted_row(model: str, seed: int, runs_dir: Path, reuse_finished: bool = False) -> dict[str, Any] | None:
+    """The boosted model's row from a finished run of the model it is made from, re-scored; None without such a run.
+
+    With ``reuse_finished``, a re-score already written after that run finished is read instead of scoring again.
+    """
     base = BOOSTED_FROM[model]
     base_dir = runs_dir / f"{base}-seed{seed}"
     if not finished_run_matches(model_command(base, seed, base_dir), base_dir):
         return None
     command = boost_command(model, seed, runs_dir)
     out_dir = runs_dir / "boosted" / f"{model}-seed{seed}"
-    print(f"[coldstart] {model} seed {seed}: re-scoring {display_path(base_dir)}: {shlex.join(command)}", flush=True)
-    run_logged(command, runs_dir / "logs" / f"{model}-seed{seed}.log", f"{model} seed {seed}")
+    scored_file = out_dir / "metrics.json"
+    fresh = scored_file.is_file() and scored_file.stat().st_mtime >= (base_dir / "metrics.json").stat().st_mtime
+    if not (reuse_finished and fresh):
+        print(f"[coldstart] {model} seed {seed}: re-scoring {display_path(base_dir)}: {shlex.join(command)}", flush=True)
+        run_logged(command, runs_dir / "logs" / f"{model}-seed{seed}.log", f"{model} seed {seed}")
     scored = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
     row = row_from_run(base_dir, model)
     for part in ("cold", "warm"):
@@ -337,8 +343,36 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if theirs:
                 target["warm_ndcg@10_change_vs_id_only"] = ours / theirs - 1
                 target["paired_seeds"] = seeds
+                target["id_model_cold_over_warm_hr@10"] = _cold_share(rows, id_model, seeds)
+                target["by_seed_group"] = _by_seed_group(rows, text_model, id_model, seeds)
         summary["targets"].append(target)
     return summary
+
+
+def _by_seed_group(rows: list[dict[str, Any]], text_model: str, id_model: str, seeds: list[int]) -> list[dict[str, Any]]:
+    """The comparison on the default seeds and on the others separately, when the pair has both.
+
+    A rule or design chosen on the default seeds is measured on the others; pooled, the two would hide
+    whether the choice held up on seeds no study used.
+    """
+    groups = [[seed for seed in seeds if seed in DEFAULT_SEEDS], [seed for seed in seeds if seed not in DEFAULT_SEEDS]]
+    if not all(groups):
+        return []
+    result = []
+    for group in groups:
+        share = {model: _cold_share(rows, model, group) for model in (text_model, id_model)}
+        result.append({
+            "seeds": group,
+            "warm_ndcg@10_change": _mean_over(rows, text_model, group, "warm_ndcg@10") / _mean_over(rows, id_model, group, "warm_ndcg@10") - 1,
+            "cold_over_warm_hr@10": share[text_model], "id_model_cold_over_warm_hr@10": share[id_model],
+        })
+    return result
+
+
+def _cold_share(rows: list[dict[str, Any]], model: str, seeds: list[int]) -> float:
+    """Cold HR@10 over warm HR@10, each the mean over ``seeds``."""
+    warm = _mean_over(rows, model, seeds, "warm_hr@10")
+    return _mean_over(rows, model, seeds, "cold_hr@10") / warm if warm else float("nan")
 
 
 def _mean_over(rows: list[dict[str, Any]], model: str, seeds: list[int], name: str) -> float:
@@ -384,7 +418,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         if change is not None and target["id_model"] == BOOSTED_FROM.get(target["text_model"]):
             lines.append(
                 f"- {target['text_model']} warm NDCG@10 vs {target['id_model']} (the boost's own cost, chosen at most "
-                f"{BOOST_MAX_WARM_LOSS:.0%} on validation): {change:+.1%} (seeds {_seed_list(target['paired_seeds'])})."
+                f"{BOOST_MAX_WARM_LOSS:.0%} on validation): {change:+.1%}, with cold HR@10 / warm HR@10 "
+                f"{target['id_model_cold_over_warm_hr@10']:.2f} -> {target['cold_over_warm_hr@10']:.2f} (seeds {_seed_list(target['paired_seeds'])})."
             )
         elif change is not None:
             ratio = 1 + change
@@ -392,6 +427,11 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"- **{target['text_model']} warm NDCG@10 vs {target['id_model']}: {change:+.1%}** (the seeds both have: "
                 f"{_seed_list(target['paired_seeds'])}; target ≥ {WARM_RATIO_TARGET:.2f} x, stretch ≥ {WARM_RATIO_STRETCH:.2f} x: {verdict})."
+            )
+        for group in target.get("by_seed_group", []):
+            lines.append(
+                f"  - seeds {_seed_list(group['seeds'])}: warm NDCG@10 {group['warm_ndcg@10_change']:+.1%}; cold HR@10 / warm HR@10 "
+                f"{group['cold_over_warm_hr@10']:.2f} (against {group['id_model_cold_over_warm_hr@10']:.2f} for {target['id_model']})."
             )
     lines += _validation_table(summary["models"])
     missing = []
@@ -452,7 +492,7 @@ def _validation_table(models: dict[str, Any]) -> list[str]:
 def model_row(model: str, seed: int, runs_dir: Path, reuse_finished: bool) -> dict[str, Any]:
     """A row for ``model`` and ``seed``: re-scored (a boosted model whose base run is finished), reused, or trained."""
     if model in BOOSTED_FROM:
-        row = boosted_row(model, seed, runs_dir)
+        row = boosted_row(model, seed, runs_dir, reuse_finished)
         if row is not None:
             return row
     finished = runs_dir / f"{model}-seed{seed}"

@@ -152,14 +152,36 @@ def test_the_boosted_row_rescores_the_unboosted_run_instead_of_training(tmp_path
 
     monkeypatch.setattr(coldstart, "run_logged", rescore)
     monkeypatch.setattr(coldstart, "run_model", lambda *args: pytest.fail("the boosted row trained a model"))
+    assert coldstart.main(["--models", base, "--seeds", "3", "--runs_dir", str(runs), "--results_dir", str(results), "--reuse_finished"]) == 0
     assert coldstart.main(["--models", model, "--seeds", "3", "--runs_dir", str(runs), "--results_dir", str(results)]) == 0
     (command,) = commands
     assert command[1].endswith("scripts/evaluate_checkpoint.py") and command[command.index("--model") + 1] == str(runs / f"{base}-seed3")
     assert command[command.index("--new_item_boost_max_warm_loss") + 1] == str(coldstart.BOOST_MAX_WARM_LOSS)
-    (row,) = json.loads((results / "coldstart.json").read_text())["rows"]
+    row = next(r for r in json.loads((results / "coldstart.json").read_text())["rows"] if r["model"] == model)
     assert (row["cold_hr@10"], row["warm_ndcg@10"], row["new_item_boost"]) == (0.07, 0.08, 0.1)
     assert row["val_cold_hr@10"] == pytest.approx(0.04) and row["n_val_cold_users"] == 81  # the sweep at the chosen boost
     assert row["epochs_run"] == 6 and "evaluate_checkpoint.py" in row["command"] and "finetune.py" in row["command"]
     report = (results / "coldstart.md").read_text()
     assert report.count(f"**{model}: cold HR@10 / warm HR@10") == 1  # compared with two models, one share line
+    assert "(the boost's own cost, chosen at most 5% on validation): +60.0%, with cold HR@10 / warm HR@10 0.20 -> 0.47" in report
+    # --reuse_finished reads a re-score written after its run finished instead of scoring again.
+    assert coldstart.main(["--models", model, "--seeds", "3", "--runs_dir", str(runs), "--results_dir", str(results), "--reuse_finished"]) == 0
+    assert len(commands) == 1
     assert coldstart.MODEL_SEEDS[model] == (3, 4, 5)
+
+
+def test_a_pair_measured_on_default_and_new_seeds_is_also_reported_per_group(tmp_path):
+    """A design chosen on the default seeds and measured again on new ones: pooled, the two would hide whether it held up."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    for seed in (0, 1, 2, 3, 4, 5):
+        _finished_run(runs / f"smollm2-lora-seed{seed}", seed, 0.0, validation=True)
+        # The text model matches the no-tower one on seeds 0-2 and falls behind on seeds 3-5.
+        _finished_run(runs / f"smollm2-lora-let-it-go-minilm-seed{seed}", seed, 0.0 if seed < 3 else -0.01, validation=True)
+    models = "smollm2-lora,smollm2-lora-let-it-go-minilm"
+    assert coldstart.main(["--models", models, "--seeds", "0,1,2,3,4,5", "--runs_dir", str(runs), "--results_dir", str(results), "--reuse_finished"]) == 0
+    target = next(t for t in json.loads((results / "coldstart.json").read_text())["summary"]["targets"] if t["text_model"] == "smollm2-lora-let-it-go-minilm")
+    first, second = target["by_seed_group"]
+    assert (first["seeds"], second["seeds"]) == ([0, 1, 2], [3, 4, 5])
+    assert first["warm_ndcg@10_change"] == pytest.approx(0.0) and second["warm_ndcg@10_change"] == pytest.approx(-0.1)
+    report = (results / "coldstart.md").read_text()
+    assert "  - seeds 0, 1, 2: warm NDCG@10 +0.0%" in report and "  - seeds 3, 4, 5: warm NDCG@10 -10.0%" in report
